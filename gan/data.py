@@ -1,0 +1,197 @@
+"""Training images: decoded once into a uint8 cache, then batched and augmented as tensors.
+
+Data flow (DESIGN.md section 5): images on disk, or the built-in pumpkin generator -> one uint8
+array (N, 3, S, S) cached under `data.cache_dir`, keyed by the source and the size -> moved to the
+device once -> per batch: random indices, scaling to [-1, 1], flips and affine warps on the
+device. No per-image PIL work happens during training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from gan import pumpkins
+from gan.config import AugmentConfig, DataConfig, UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def load_images(cfg: DataConfig, image_size: int) -> torch.Tensor:
+    """All training images as a uint8 tensor (N, 3, S, S), from the cache when it is current."""
+    cache_dir = Path(os.path.expanduser(cfg.cache_dir))
+    if cfg.name == "pumpkins":
+        source = Path(pumpkins.__file__).read_bytes()
+        key = hashlib.sha1(source).hexdigest()[:12]
+        path = cache_dir / f"pumpkins-{key}-seed{cfg.data_seed}-n{cfg.num_images}-{image_size}px.npy"
+        if not path.exists():
+            log.info("Generating %d built-in pumpkins at %d px into %s", cfg.num_images,
+                     image_size, path)
+            _save_atomic(path, pumpkins.generate(cfg.num_images, image_size, cfg.data_seed))
+    else:
+        root = Path(os.path.expanduser(str(cfg.root)))
+        files = list_image_files(root)
+        path = cache_dir / f"folder-{_folder_key(root, files, image_size, cfg)}.npy"
+        if not path.exists():
+            log.info("Decoding %d images under %s at %d px into %s", len(files), root,
+                     image_size, path)
+            _save_atomic(path, decode_folder(root, files, image_size, cfg))
+    return torch.from_numpy(np.load(path))
+
+
+def list_image_files(root: Path) -> list[Path]:
+    """Every image file under `root`, recursively, sorted; a clear error if there is none."""
+    if not root.is_dir():
+        raise UserError(
+            f"data.root={str(root)!r} is not a folder. Point data.root at a folder of images "
+            f"(png, jpg, jpeg, webp or bmp, searched recursively), e.g. "
+            f"`python run.py data=folder data.root=~/pictures/pumpkins`."
+        )
+    files = sorted(p for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise UserError(
+            f"data.root={str(root)!r} holds no images: no file ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)} anywhere below it. Add images, or point data.root "
+            f"at the folder that has them."
+        )
+    return files
+
+
+def _folder_key(root: Path, files: list[Path], image_size: int, cfg: DataConfig) -> str:
+    """Changes when a file is added, removed or modified, or the decoding settings change."""
+    h = hashlib.sha1(f"{image_size}|{list(cfg.background)}|{cfg.on_corrupt}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}|{st.st_mtime_ns}|{st.st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def decode_folder(root: Path, files: list[Path], image_size: int, cfg: DataConfig) -> np.ndarray:
+    images, corrupt = [], []
+    for f in files:
+        try:
+            images.append(decode_image(f, image_size, tuple(cfg.background)))
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+            if cfg.on_corrupt != "skip":
+                raise UserError(
+                    f"Cannot decode image {str(f)!r} ({type(e).__name__}: {e}). Remove or "
+                    f"replace the file, or pass data.on_corrupt=skip to leave such files out."
+                ) from e
+            corrupt.append(f)
+    if corrupt:
+        log.warning("Skipped %d corrupt image(s) under %s (data.on_corrupt=skip), first: %s",
+                    len(corrupt), root, corrupt[0])
+    if not images:
+        raise UserError(f"data.root={str(root)!r}: none of its {len(files)} image files could "
+                        f"be decoded. Check the files, or point data.root elsewhere.")
+    return np.stack(images)
+
+
+def decode_image(path: Path, size: int, background: tuple[int, ...]) -> np.ndarray:
+    """One file -> (3, size, size) uint8: EXIF-rotated, alpha composited onto `background`,
+    resized so the short side is `size`, centre-cropped."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            canvas = Image.new("RGBA", im.size, (*background, 255))
+            im = Image.alpha_composite(canvas, im)
+        im = ImageOps.fit(im.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    """Concurrent trials may build the same cache: each writes its own temp file, then renames."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class BatchSampler:
+    """Shuffled batches without replacement within an epoch; its state fits in a checkpoint."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.perm = torch.randperm(n, generator=self.generator)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        """Indices of the next batch (CPU int64); batch_size may exceed n (then repeats)."""
+        chunks, need = [], self.batch_size
+        while need:
+            if self.pos == self.n:
+                self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
+            take = min(need, self.n - self.pos)
+            chunks.append(self.perm[self.pos:self.pos + take])
+            self.pos += take
+            need -= take
+        return torch.cat(chunks)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.generator.get_state(), "perm": self.perm, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["rng"])
+        self.perm, self.pos = state["perm"], state["pos"]
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Random flips and affine warps of a batch x (B, 3, S, S) in [-1, 1], on x's device.
+
+    The affine part follows torchvision's RandomAffine (rotation, translation as a fraction of
+    the side, zoom, x-shear, all uniform), with the border filled black as there."""
+    b = x.shape[0]
+    if cfg.hflip > 0:
+        flip = torch.rand(b, device=x.device) < cfg.hflip
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if cfg.affine_p > 0:
+        theta = _random_affine(b, cfg, x.device)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        warped = F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=False) - 1
+        apply = torch.rand(b, device=x.device) < cfg.affine_p
+        x = torch.where(apply[:, None, None, None], warped, x)
+    return x
+
+
+def _random_affine(b: int, cfg: AugmentConfig, device: torch.device) -> torch.Tensor:
+    """(B, 2, 3) matrices mapping output to input coordinates in [-1, 1] units."""
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(b, device=device) * (hi - lo) + lo
+
+    angle = uniform(-cfg.degrees, cfg.degrees) * (math.pi / 180)
+    shear = uniform(-cfg.shear, cfg.shear) * (math.pi / 180)
+    scale = uniform(cfg.scale_min, cfg.scale_max)
+    # translation as a fraction of the side; the normalised image spans 2 units
+    tx = uniform(-cfg.translate_x, cfg.translate_x) * 2
+    ty = uniform(-cfg.translate_y, cfg.translate_y) * 2
+    # forward map: shear along x, rotate, scale, shift; grid_sample needs output -> input,
+    # so the matrix is inverted
+    cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
+    zero, one = torch.zeros_like(angle), torch.ones_like(angle)
+    rotate = torch.stack([cos, -sin, sin, cos], -1).view(b, 2, 2)
+    shear_x = torch.stack([one, tan, zero, one], -1).view(b, 2, 2)
+    fwd = torch.zeros(b, 3, 3, device=device)
+    fwd[:, :2, :2] = scale[:, None, None] * rotate @ shear_x
+    fwd[:, 0, 2], fwd[:, 1, 2], fwd[:, 2, 2] = tx, ty, 1
+    return torch.linalg.inv(fwd)[:, :2, :]

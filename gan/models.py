@@ -1,0 +1,107 @@
+"""DCGAN generator and discriminator (Radford et al. 2016), generalised by width and image size.
+
+Both nets are stacks of stride-2 blocks between a 4x4 map and the image: 32 px has three blocks,
+64 px four, 128 px five. Two layouts (`model.arch`):
+
+- `dcgan`: G's hidden widths are gen_features x 8, 4, 2, 1 (at 64 px), D's disc_features x 1, 2,
+  4, 8: the two nets are of similar size, which keeps the game balanced.
+- `seed`: the PumpGAN article's pair: G's widths are gen_features x 32, 16, 8, 4, D's
+  disc_features x 1, 1, 2, 4. Its D is tiny next to its G.
+
+D returns one logit per image; the loss applies the sigmoid (BCE-with-logits is the article's
+Sigmoid + BCELoss, computed stably), and D(x) is the sigmoid of the logit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from gan.config import ModelConfig
+
+
+def num_blocks(image_size: int) -> int:
+    """Hidden blocks between the 4x4 map and the image: 3 at 32 px, 4 at 64, 5 at 128."""
+    return int(math.log2(image_size)) - 2
+
+
+def gen_widths(cfg: ModelConfig) -> list[int]:
+    unit = 4 if cfg.arch == "seed" else 1
+    k = num_blocks(cfg.image_size)
+    return [cfg.gen_features * unit * 2 ** (k - 1 - i) for i in range(k)]
+
+
+def disc_widths(cfg: ModelConfig) -> list[int]:
+    k = num_blocks(cfg.image_size)
+    if cfg.arch == "seed":
+        return [cfg.disc_features] + [cfg.disc_features * 2**i for i in range(k - 1)]
+    return [cfg.disc_features * 2**i for i in range(k)]
+
+
+class Generator(nn.Module):
+    """z (B, dim_z, 1, 1) -> image (B, 3, S, S) in [-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        widths = gen_widths(cfg)
+        # (B, dim_z, 1, 1) -> (B, widths[0], 4, 4)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(cfg.dim_z, widths[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        # each block doubles the side: 4 -> 8 -> ... -> S/2
+        for c_in, c_out in zip(widths, widths[1:], strict=False):
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(True),
+            ]
+        # (B, widths[-1], S/2, S/2) -> (B, 3, S, S)
+        layers += [nn.ConvTranspose2d(widths[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    """image (B, 3, S, S) -> one logit per image (B,)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        widths = disc_widths(cfg)
+        # (B, 3, S, S) -> (B, widths[0], S/2, S/2); no BatchNorm on the input block (DCGAN)
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, widths[0], 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, True),
+        ]
+        # each block halves the side: S/2 -> ... -> 4
+        for c_in, c_out in zip(widths, widths[1:], strict=False):
+            layers += [
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2, True),
+            ]
+        # (B, widths[-1], 4, 4) -> (B, 1, 1, 1)
+        layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(-1)
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN init: conv weights ~ N(0, 0.02); BatchNorm weight ~ N(1, 0.02), bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def num_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,389 @@
+"""One DCGAN training run, top to bottom: `train(cfg, run_dir)` returns the stability score.
+
+The loop keeps the PumpGAN article's order: D on a real batch, D on a fake batch (detached), D
+step; then G against real labels through the updated D. Per step it records loss_d, loss_g,
+d_real = mean D(x), d_fake = mean D(G(z)) before D's update, and d_fake_after = mean D(G(z))
+during the G step. Those five numbers stay on the device and are read back every
+`train.log_every` steps, so the hot loop never waits for the host.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import platform
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from gan.config import HardwareConfig, UserError, validate
+from gan.data import BatchSampler, augment, load_images
+from gan.models import Discriminator, Generator, init_weights, num_params
+from gan.runfolder import RunFolder, load_checkpoint, now_iso, plot_curves, read_metrics
+from gan.score import ScoreTracker
+
+log = logging.getLogger(__name__)
+
+STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_after")
+
+
+def train(cfg: DictConfig, run_dir: Path, progress_bar: bool | None = None,
+          extra_summary: dict[str, Any] | None = None) -> float:
+    """Train one GAN into `run_dir` and return its score in [0, 1].
+
+    progress_bar: a tqdm bar (True) or plain log lines (False); default: a bar on a TTY."""
+    validate(cfg)
+    folder = RunFolder(run_dir)
+    folder.check_new()
+    t, m = cfg.train, cfg.model
+    device, bf16 = pick_hardware(cfg.hardware)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    resume_state = load_checkpoint(Path(cfg.resume)) if cfg.resume else None
+    seed_everything(cfg.seed)
+
+    # ---- data: uint8 (N, 3, S, S), moved to the device once
+    images = load_images(cfg.data, m.image_size).to(device)
+    sampler = BatchSampler(len(images), t.batch_size, seed=cfg.seed)
+
+    # ---- models and optimisers
+    gen, disc = Generator(m).to(device), Discriminator(m).to(device)
+    init_weights(gen)
+    init_weights(disc)
+    memory_format = torch.channels_last if cfg.hardware.channels_last else torch.preserve_format
+    gen.to(memory_format=memory_format)
+    disc.to(memory_format=memory_format)
+    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, foreach=True)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, foreach=True)
+    tracker = ScoreTracker(eps=cfg.score.eps, patience=cfg.score.patience)
+    # the same noise for every sample grid of the run, from its own generator so that drawing
+    # it does not shift the training random stream
+    fixed_noise = torch.randn(t.num_samples, m.dim_z, 1, 1,
+                              generator=torch.Generator().manual_seed(cfg.seed + 1))
+    start_step, wall_before = 0, 0.0
+
+    # ---- the run folder: a resumed run starts a new folder with the old one's history
+    carried_rows: list[list[Any]] = []
+    if resume_state is not None:
+        start_step, wall_before = resume_state["step"], resume_state["wall_s"]
+        gen.load_state_dict(resume_state["gen"])
+        disc.load_state_dict(resume_state["disc"])
+        opt_g.load_state_dict(resume_state["opt_g"])
+        opt_d.load_state_dict(resume_state["opt_d"])
+        sampler.load_state_dict(resume_state["sampler"])
+        tracker = ScoreTracker.from_state_dict(resume_state["score"])
+        fixed_noise = resume_state["fixed_noise"]
+        set_rng_state(resume_state["rng"])
+        carried_rows = carry_over(Path(cfg.resume), folder, start_step)
+    fixed_noise = fixed_noise.to(device)
+    folder.create({
+        "status": "running",
+        "score": None,
+        "collapsed_at": None,
+        "reason": None,
+        "steps": t.steps,
+        "steps_done": start_step,
+        "wall_s": wall_before,
+        "images_per_s": None,
+        "quality": None,
+        "started_at": now_iso(),
+        "run_dir": str(run_dir),
+        "resumed_from": str(cfg.resume) if cfg.resume else None,
+        "device": str(device),
+        "precision": "bf16" if bf16 else "fp32",
+        "params": {"gen": num_params(gen), "disc": num_params(disc)},
+        "data": {"name": cfg.data.name, "num_images": len(images)},
+        "versions": versions(),
+        **(extra_summary or {}),
+    }, carried_rows)
+    if hasattr(torch, "compile") and cfg.hardware.compile:
+        gen_step, disc_step = torch.compile(gen), torch.compile(disc)
+    else:
+        gen_step, disc_step = gen, disc
+    log.info("Run folder %s: %s G %.2fM / D %.2fM parameters, %d images of %d px, %s%s",
+             run_dir, m.arch, num_params(gen) / 1e6, num_params(disc) / 1e6, len(images),
+             m.image_size, device, ", bf16 autocast" if bf16 else "")
+
+    def state(step: int, wall_s: float) -> dict[str, Any]:
+        return {
+            "step": step, "wall_s": wall_s,
+            "gen": gen.state_dict(), "disc": disc.state_dict(),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "sampler": sampler.state_dict(), "score": tracker.state_dict(),
+            "fixed_noise": fixed_noise.cpu(), "rng": get_rng_state(),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+
+    # labels, allocated once; the last batch of an epoch is always full (BatchSampler)
+    ones = torch.ones(t.batch_size, device=device)
+    zeros = torch.zeros(t.batch_size, device=device)
+    stats = torch.zeros(t.log_every, len(STAT_NAMES), device=device)
+    pending = 0  # steps whose stats sit in `stats`, not yet read back
+    step = start_step
+    t0 = time.perf_counter()
+    last_flush_t = 0.0
+    show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    bar = tqdm(total=t.steps, initial=start_step, disable=not show_bar, unit="step",
+               dynamic_ncols=True, leave=True)
+    plain_every = max(t.log_every, t.steps // 20)
+
+    def elapsed() -> float:
+        return time.perf_counter() - t0
+
+    def images_per_s() -> float:
+        return (step - start_step) * t.batch_size / max(elapsed(), 1e-9)
+
+    def flush() -> bool:
+        """Read back the pending steps' stats (one host sync), write them, score them."""
+        nonlocal pending, last_flush_t
+        if pending == 0:
+            return False
+        now = elapsed()
+        values = stats[:pending].float().cpu().tolist()
+        first = step - pending + 1
+        rows, collapsed = [], False
+        for k, row in enumerate(values):
+            # time_s is measured per chunk; steps inside a chunk are interpolated
+            time_s = wall_before + last_flush_t + (now - last_flush_t) * (k + 1) / pending
+            rows.append([first + k, round(time_s, 4), *row])
+            collapsed |= tracker.update(first + k, row[2], row[3], row[:2])
+        folder.append_metrics(rows)
+        pending, last_flush_t = 0, now
+        loss_d, loss_g, d_real, d_fake, _ = values[-1]
+        bar.update(step - bar.n)
+        bar.set_postfix_str(f"loss_d {loss_d:.3f} loss_g {loss_g:.3f} D(x) {d_real:.3f} "
+                            f"D(G(z)) {d_fake:.3f} {images_per_s():.0f} img/s", refresh=False)
+        if not show_bar and (step % plain_every < len(values) or step == t.steps):
+            log.info("step %d/%d  loss_d %.3f  loss_g %.3f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s",
+                     step, t.steps, loss_d, loss_g, d_real, d_fake, images_per_s())
+        folder.update_summary(steps_done=step, wall_s=round(wall_before + now, 3),
+                              images_per_s=round(images_per_s(), 2),
+                              collapsed_at=tracker.collapsed_at, reason=tracker.reason)
+        return collapsed
+
+    def checkpoint() -> None:
+        folder.save_checkpoint(state(step, wall_before + elapsed()))
+
+    status = "running"
+    redirect = logging_redirect_tqdm() if show_bar else nullcontext()
+    try:
+        with redirect, sigterm_as_interrupt():
+            if start_step == 0:
+                folder.save_samples(sample(gen, fixed_noise), "step_000000.png")
+            stop = tracker.collapsed_at is not None and cfg.score.stop_on_collapse
+            while step < t.steps and not stop:
+                # ---- a batch: uint8 -> [-1, 1] -> augmented, all on the device
+                idx = sampler.next().to(device, non_blocking=True)
+                real = augment(images[idx].float().div_(127.5).sub_(1), cfg.augment)
+                real = real.contiguous(memory_format=memory_format)
+                noise = torch.randn(t.batch_size, m.dim_z, 1, 1, device=device)
+                with autocast:
+                    stats[pending] = train_step(gen_step, disc_step, opt_g, opt_d, real, noise,
+                                                ones, zeros)
+                step += 1
+                pending += 1
+                checkpoint_due = t.checkpoint_every and step % t.checkpoint_every == 0
+                if pending == t.log_every or step == t.steps or checkpoint_due:
+                    collapsed = flush()
+                    stop = tracker.collapsed_at is not None and (
+                        cfg.score.stop_on_collapse or tracker.reason == "non-finite loss")
+                    if collapsed:
+                        log.warning("Collapse at step %d: %s", tracker.collapsed_at,
+                                    tracker.reason)
+                if t.sample_every and step % t.sample_every == 0:
+                    folder.save_samples(sample(gen, fixed_noise), f"step_{step:06d}.png")
+                if checkpoint_due:
+                    checkpoint()
+            flush()
+            checkpoint()
+        status = "completed" if tracker.collapsed_at is None else "collapsed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        flush()
+        checkpoint()
+        log.warning("Interrupted at step %d: checkpoint saved; continue with resume=%s",
+                    step, run_dir)
+        raise
+    except BaseException as e:
+        status = "failed"
+        folder.update_summary(error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        bar.close()
+        finish(folder, cfg, status, step, tracker, wall_before + elapsed(), images_per_s(),
+               gen, fixed_noise, images)
+    return tracker.score(t.steps)
+
+
+def train_step(gen: torch.nn.Module, disc: torch.nn.Module, opt_g: torch.optim.Optimizer,
+               opt_d: torch.optim.Optimizer, real: torch.Tensor, noise: torch.Tensor,
+               ones: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
+    """One D update and one G update; returns (loss_d, loss_g, d_real, d_fake, d_fake_after)
+    as a tensor on the device (no host sync)."""
+    # (1) D step: maximise log D(x) + log(1 - D(G(z)))
+    opt_d.zero_grad(set_to_none=True)
+    logit_real = disc(real).float()  # (B,)
+    fake = gen(noise)  # (B, 3, S, S)
+    logit_fake = disc(fake.detach()).float()
+    loss_d = (F.binary_cross_entropy_with_logits(logit_real, ones)
+              + F.binary_cross_entropy_with_logits(logit_fake, zeros))
+    loss_d.backward()
+    opt_d.step()
+
+    # (2) G step: maximise log D(G(z)) (the non-saturating loss), through the updated D;
+    # D's weights need no gradient here
+    opt_g.zero_grad(set_to_none=True)
+    disc.requires_grad_(False)
+    logit_after = disc(fake).float()
+    loss_g = F.binary_cross_entropy_with_logits(logit_after, ones)
+    loss_g.backward()
+    disc.requires_grad_(True)
+    opt_g.step()
+
+    with torch.no_grad():
+        return torch.stack([loss_d, loss_g, torch.sigmoid(logit_real).mean(),
+                            torch.sigmoid(logit_fake).mean(), torch.sigmoid(logit_after).mean()])
+
+
+@torch.no_grad()
+def sample(gen: torch.nn.Module, noise: torch.Tensor) -> torch.Tensor:
+    """G(noise) on the CPU, in training mode as the DCGAN example does, leaving BatchNorm's
+    running statistics untouched so that sampling never changes the training state."""
+    saved = [b.clone() for b in gen.buffers()]
+    images = gen(noise).float().cpu()
+    for b, s in zip(gen.buffers(), saved, strict=True):
+        b.copy_(s)
+    return images
+
+
+def finish(folder: RunFolder, cfg: DictConfig, status: str, step: int, tracker: ScoreTracker,
+           wall_s: float, images_per_s: float, gen: torch.nn.Module, fixed_noise: torch.Tensor,
+           images: torch.Tensor) -> None:
+    """Final grid, curves and summary; each part is tried on its own so a failure in one (or
+    a second Ctrl-C) loses nothing else that was written."""
+    quality = None
+    try:
+        final = sample(gen, fixed_noise)
+        folder.save_samples(final, "final.png")
+        quality = sample_quality(final, images[: len(final)].cpu())
+    except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
+        log.warning("Could not write the final sample grid: %s", e)
+    collapsed_at = tracker.collapsed_at
+    try:
+        plot_curves(folder.path / "curves.png", read_metrics(folder.metrics_path),
+                    cfg.score.eps, collapsed_at, title=f"{folder.path}")
+    except Exception as e:  # noqa: BLE001
+        log.warning("Could not plot curves.png: %s", e)
+    score = tracker.score(cfg.train.steps)
+    folder.update_summary(
+        status=status, score=score, collapsed_at=collapsed_at, reason=tracker.reason,
+        steps_done=step, wall_s=round(wall_s, 3), images_per_s=round(images_per_s, 2),
+        quality=quality, finished_at=now_iso(),
+    )
+    log.info("%s after %d/%d steps: score %.4f%s (%.1f s, %.0f img/s)", status, step,
+             cfg.train.steps, score, f", {tracker.reason} at {collapsed_at}" if collapsed_at
+             else "", wall_s, images_per_s)
+
+
+def sample_quality(fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    """Cheap truth-tellers the D means cannot give. diversity: mean pairwise distance between
+    the fixed-noise samples over that between as many real images (near 0: mode collapse;
+    about 1: as varied as the data). colour_gap: distance between the mean colours, in [0, 1]
+    units of the RGB range."""
+    def mean_pairwise(x: torch.Tensor) -> float:
+        flat = F.avg_pool2d(x, x.shape[-1] // 16).flatten(1) if x.shape[-1] > 16 else x.flatten(1)
+        return torch.pdist(flat).mean().item()
+
+    real = real.float().div(127.5).sub(1)
+    diversity = mean_pairwise(fake) / max(mean_pairwise(real), 1e-9)
+    colour_gap = (fake.mean((0, 2, 3)) - real.mean((0, 2, 3))).norm().item() / 2
+    return {"diversity": round(diversity, 4), "colour_gap": round(colour_gap, 4)}
+
+
+def pick_hardware(cfg: HardwareConfig) -> tuple[torch.device, bool]:
+    """The device, and whether to run G and D under bf16 autocast."""
+    name = cfg.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"hardware.device={cfg.device!r} but torch sees no CUDA GPU. Use "
+                            f"hardware=cpu (or hardware=auto to pick what is there).")
+        torch.backends.cudnn.benchmark = True
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    return device, bf16
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def get_rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def carry_over(source: Path, folder: RunFolder, step: int) -> list[list[Any]]:
+    """A resumed run's history: metrics rows and sample grids up to the checkpoint's step."""
+    rows = []
+    if (source / "metrics.csv").is_file():
+        with open(source / "metrics.csv", newline="") as f:
+            rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= step]
+    folder.samples_dir.mkdir(parents=True, exist_ok=True)
+    for png in sorted((source / "samples").glob("step_*.png")):
+        if int(png.stem.removeprefix("step_")) <= step:
+            shutil.copy2(png, folder.samples_dir / png.name)
+    return rows
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler's kill, `kill PID`) ends the run like Ctrl-C: checkpoint, status
+    `interrupted`. Only the main thread can install signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def versions() -> dict[str, str]:
+    import hydra
+    import optuna
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "hydra": hydra.__version__, "optuna": optuna.__version__, "numpy": np.__version__}
+

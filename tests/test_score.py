@@ -1,0 +1,74 @@
+import math
+
+import pytest
+
+from gan.score import ScoreTracker, score_trace
+
+EPS, PATIENCE = 0.05, 5
+
+
+def run(d_real, d_fake, losses=None):
+    return score_trace(d_real, d_fake, losses, eps=EPS, patience=PATIENCE)
+
+
+def test_healthy_run_scores_one():
+    tracker = run([0.6] * 100, [0.4] * 100)
+    assert tracker.collapsed_at is None
+    assert tracker.score(100) == 1.0
+
+
+def test_d_real_to_one_collapses_at_end_of_window():
+    d_real = [0.6] * 30 + [0.99] * 70
+    tracker = run(d_real, [0.3] * 100)
+    # steps 31..35 are the first window of 5 unhealthy steps
+    assert tracker.collapsed_at == 35
+    assert tracker.reason == "D(x) > 1-eps for 5 steps"
+    assert tracker.score(100) == pytest.approx(0.35)
+
+
+def test_d_fake_to_zero():
+    tracker = run([0.7] * 100, [0.3] * 10 + [0.001] * 90)
+    assert tracker.collapsed_at == 15
+    assert tracker.reason.startswith("D(G(z)) < eps")
+
+
+def test_both_sides_named():
+    tracker = run([0.999] * 10, [0.0001] * 10)
+    assert tracker.collapsed_at == 5
+    assert tracker.reason == "D(x) > 1-eps and D(G(z)) < eps for 5 steps"
+
+
+def test_nan_loss_collapses_at_once():
+    losses = [(0.7, 1.2)] * 9 + [(math.nan, 1.2)] + [(0.7, 1.2)] * 10
+    tracker = run([0.5] * 20, [0.5] * 20, losses)
+    assert tracker.collapsed_at == 10
+    assert tracker.reason == "non-finite loss"
+    assert tracker.score(20) == 0.5
+
+
+def test_inf_d_mean_collapses_at_once():
+    tracker = run([0.5, math.inf, 0.5], [0.5] * 3)
+    assert tracker.collapsed_at == 2
+
+
+def test_flicker_shorter_than_patience_is_forgiven():
+    # four unhealthy steps, a healthy one, four more: never five in a row
+    d_real = ([0.99] * 4 + [0.6]) * 20
+    tracker = run(d_real, [0.3] * 100)
+    assert tracker.collapsed_at is None
+    assert tracker.score(100) == 1.0
+
+
+def test_boundaries_are_healthy():
+    tracker = run([1 - EPS] * 20, [EPS] * 20)
+    assert tracker.collapsed_at is None
+
+
+def test_state_round_trip_continues_the_window():
+    first = ScoreTracker(eps=EPS, patience=PATIENCE)
+    for t in range(1, 4):
+        first.update(t, 0.99, 0.3)
+    resumed = ScoreTracker.from_state_dict(first.state_dict())
+    assert not resumed.update(4, 0.99, 0.3)
+    assert resumed.update(5, 0.99, 0.3)
+    assert resumed.collapsed_at == 5

@@ -1,0 +1,104 @@
+"""The training loop in-process: golden numbers, determinism, resume, collapse, NaN."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan.runfolder import METRICS, read_metrics
+from gan.train import train
+
+# loss_d and loss_g of the first 5 steps of `tiny_cfg("train.steps=5")` (seed 0, fp32, CPU);
+# a change here means the math of a training step (or the built-in data) changed
+GOLDEN_LOSS_D = [1.244832, 1.138851, 1.076029, 0.967092, 0.915372]
+GOLDEN_LOSS_G = [0.817762, 0.817956, 0.856402, 0.876238, 0.876451]
+
+
+def summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def metrics_without_time(run: Path) -> list[str]:
+    """metrics.csv as text minus the wall-clock column, which no two runs share."""
+    lines = (run / "metrics.csv").read_text().splitlines()
+    drop = METRICS.index("time_s")
+    return [",".join(c for i, c in enumerate(line.split(",")) if i != drop) for line in lines]
+
+
+def test_golden_losses(tiny_cfg, tmp_path):
+    train(tiny_cfg("train.steps=5"), tmp_path / "run")
+    m = read_metrics(tmp_path / "run" / "metrics.csv")
+    torch.testing.assert_close(torch.tensor(m["loss_d"]), torch.tensor(GOLDEN_LOSS_D),
+                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(m["loss_g"]), torch.tensor(GOLDEN_LOSS_G),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_two_runs_are_bit_identical(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("train.steps=20")
+    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+    assert metrics_without_time(tmp_path / "a") == metrics_without_time(tmp_path / "b")
+    assert len(metrics_without_time(tmp_path / "a")) == 21
+
+
+def test_resume_gives_the_same_weights_as_one_run(tiny_cfg, tmp_path):
+    train(tiny_cfg("train.steps=20"), tmp_path / "whole")
+    train(tiny_cfg("train.steps=10"), tmp_path / "first")
+    train(tiny_cfg("train.steps=20", f"resume={tmp_path / 'first'}"), tmp_path / "second")
+    whole = torch.load(tmp_path / "whole/checkpoints/last.pt", weights_only=True)
+    second = torch.load(tmp_path / "second/checkpoints/last.pt", weights_only=True)
+    assert second["step"] == whole["step"] == 20
+    for net in ("gen", "disc"):
+        for key, value in whole[net].items():
+            assert torch.equal(value, second[net][key]), f"{net}.{key}"
+    for opt in ("opt_g", "opt_d"):
+        for idx, state in whole[opt]["state"].items():
+            assert torch.equal(state["exp_avg"], second[opt]["state"][idx]["exp_avg"])
+    # the resumed folder carries the whole history
+    assert metrics_without_time(tmp_path / "whole") == metrics_without_time(tmp_path / "second")
+    assert summary(tmp_path / "second")["resumed_from"] == str(tmp_path / "first")
+    assert (tmp_path / "second/samples/step_000000.png").is_file()
+
+
+def test_collapse_stops_training_and_scores_the_fraction(tiny_cfg, tmp_path):
+    # a band of [0.45, 0.55] that no real run stays in: collapse after 3 unhealthy steps
+    train(tiny_cfg("train.steps=100", "score.eps=0.45", "score.patience=3"), tmp_path / "run")
+    s = summary(tmp_path / "run")
+    assert s["status"] == "collapsed"
+    assert s["collapsed_at"] >= 3
+    assert s["score"] == s["collapsed_at"] / 100
+    assert s["steps_done"] < 100  # stopped at the next read-back, not at the budget
+    assert "for 3 steps" in s["reason"]
+    assert (tmp_path / "run/checkpoints/last.pt").is_file()
+
+
+def test_collapse_without_stopping_trains_the_whole_budget(tiny_cfg, tmp_path):
+    train(tiny_cfg("train.steps=30", "score.eps=0.45", "score.patience=3",
+                   "score.stop_on_collapse=false"), tmp_path / "run")
+    s = summary(tmp_path / "run")
+    assert s["status"] == "collapsed"
+    assert s["steps_done"] == 30
+    assert s["score"] < 1
+
+
+def test_nan_loss_is_a_collapse_not_a_crash(tiny_cfg, tmp_path):
+    score = train(tiny_cfg("train.steps=50", "optim.disc_lr=1e30", "optim.gen_lr=1e30",
+                           "score.stop_on_collapse=false"), tmp_path / "run")
+    s = summary(tmp_path / "run")
+    assert s["status"] == "collapsed"
+    assert s["reason"] == "non-finite loss"
+    assert score == s["collapsed_at"] / 50
+    assert s["steps_done"] < 50  # a NaN always stops the run
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_bf16_channels_last_path_trains(tiny_cfg, tmp_path, device):
+    score = train(tiny_cfg("train.steps=10", f"hardware.device={device}",
+                           "hardware.precision=bf16", "hardware.channels_last=true"),
+                  tmp_path / "run")
+    s = summary(tmp_path / "run")
+    assert s["precision"] == "bf16"
+    assert 0 <= score <= 1
