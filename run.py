@@ -1,9 +1,9 @@
 """pumpgan's entrypoint: compose the config with Hydra, train one GAN, return its score.
 
-    uv run python run.py                                   # the defaults
-    uv run python run.py optim.gen_lr=2e-3 model=medium    # any key of any group
-    uv run python run.py resume=outputs/DATE/TIME train.steps=4000
-    uv run python run.py -m hydra/sweeper=optuna           # a study (sweeps/)
+uv run python run.py                                   # the defaults
+uv run python run.py optim.gen_lr=2e-3 model=medium    # any key of any group
+uv run python run.py resume=outputs/DATE/TIME train.steps=4000
+uv run python run.py -m hydra/sweeper=optuna           # a study (sweeps/)
 """
 
 from __future__ import annotations
@@ -44,20 +44,25 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     source = Path(cfg.resume)
     saved_path = source / ".hydra" / "config.yaml"
     if not saved_path.is_file():
-        raise UserError(f"resume={str(source)!r} is not a run folder: {saved_path} is missing. "
-                        f"Pass the folder a run printed at its start (outputs/DATE/TIME).")
+        raise UserError(
+            f"resume={str(source)!r} is not a run folder: {saved_path} is missing. "
+            f"Pass the folder a run printed at its start (outputs/DATE/TIME)."
+        )
     groups = ("model", "optim", "augment", "hardware", "data")
     changed = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in groups]
     if changed:
-        raise UserError(f"resume cannot change a config group ({', '.join(changed)}): the "
-                        f"checkpoint holds that run's nets. Override single values instead, "
-                        f"e.g. train.steps=4000.")
+        raise UserError(
+            f"resume cannot change a config group ({', '.join(changed)}): the "
+            f"checkpoint holds that run's nets. Override single values instead, "
+            f"e.g. train.steps=4000."
+        )
     values = [o for o in overrides if not o.startswith("resume=")]
     merged = OmegaConf.merge(cfg, OmegaConf.load(saved_path), OmegaConf.from_dotlist(values))
     merged.resume = str(source)
     # record what actually runs next to Hydra's copy of this command's config
-    OmegaConf.save(merged, Path(HydraConfig.get().runtime.output_dir) / ".hydra" /
-                   "resumed_config.yaml")
+    OmegaConf.save(
+        merged, Path(HydraConfig.get().runtime.output_dir) / ".hydra" / "resumed_config.yaml"
+    )
     return merged
 
 

@@ -34,18 +34,22 @@ def load_images(cfg: DataConfig, image_size: int) -> torch.Tensor:
     if cfg.name == "pumpkins":
         source = Path(pumpkins.__file__).read_bytes()
         key = hashlib.sha1(source).hexdigest()[:12]
-        path = cache_dir / f"pumpkins-{key}-seed{cfg.data_seed}-n{cfg.num_images}-{image_size}px.npy"
+        path = (
+            cache_dir / f"pumpkins-{key}-seed{cfg.data_seed}-n{cfg.num_images}-{image_size}px.npy"
+        )
         if not path.exists():
-            log.info("Generating %d built-in pumpkins at %d px into %s", cfg.num_images,
-                     image_size, path)
+            log.info(
+                "Generating %d built-in pumpkins at %d px into %s", cfg.num_images, image_size, path
+            )
             _save_atomic(path, pumpkins.generate(cfg.num_images, image_size, cfg.data_seed))
     else:
         root = Path(os.path.expanduser(str(cfg.root)))
         files = list_image_files(root)
         path = cache_dir / f"folder-{_folder_key(root, files, image_size, cfg)}.npy"
         if not path.exists():
-            log.info("Decoding %d images under %s at %d px into %s", len(files), root,
-                     image_size, path)
+            log.info(
+                "Decoding %d images under %s at %d px into %s", len(files), root, image_size, path
+            )
             _save_atomic(path, decode_folder(root, files, image_size, cfg))
     return torch.from_numpy(np.load(path))
 
@@ -58,8 +62,9 @@ def list_image_files(root: Path) -> list[Path]:
             f"(png, jpg, jpeg, webp or bmp, searched recursively), e.g. "
             f"`python run.py data=folder data.root=~/pictures/pumpkins`."
         )
-    files = sorted(p for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(
+        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
     if not files:
         raise UserError(
             f"data.root={str(root)!r} holds no images: no file ending in "
@@ -91,25 +96,31 @@ def decode_folder(root: Path, files: list[Path], image_size: int, cfg: DataConfi
                 ) from e
             corrupt.append(f)
     if corrupt:
-        log.warning("Skipped %d corrupt image(s) under %s (data.on_corrupt=skip), first: %s",
-                    len(corrupt), root, corrupt[0])
+        log.warning(
+            "Skipped %d corrupt image(s) under %s (data.on_corrupt=skip), first: %s",
+            len(corrupt),
+            root,
+            corrupt[0],
+        )
     if not images:
-        raise UserError(f"data.root={str(root)!r}: none of its {len(files)} image files could "
-                        f"be decoded. Check the files, or point data.root elsewhere.")
+        raise UserError(
+            f"data.root={str(root)!r}: none of its {len(files)} image files could "
+            f"be decoded. Check the files, or point data.root elsewhere."
+        )
     return np.stack(images)
 
 
 def decode_image(path: Path, size: int, background: tuple[int, ...]) -> np.ndarray:
     """One file -> (3, size, size) uint8: EXIF-rotated, alpha composited onto `background`,
     resized so the short side is `size`, centre-cropped."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            canvas = Image.new("RGBA", im.size, (*background, 255))
-            im = Image.alpha_composite(canvas, im)
-        im = ImageOps.fit(im.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+    with Image.open(path) as file:
+        img: Image.Image = ImageOps.exif_transpose(file)
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            img = img.convert("RGBA")
+            canvas = Image.new("RGBA", img.size, (*background, 255))
+            img = Image.alpha_composite(canvas, img)
+        img = ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
@@ -141,7 +152,7 @@ class BatchSampler:
             if self.pos == self.n:
                 self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
             take = min(need, self.n - self.pos)
-            chunks.append(self.perm[self.pos:self.pos + take])
+            chunks.append(self.perm[self.pos : self.pos + take])
             self.pos += take
             need -= take
         return torch.cat(chunks)
@@ -166,8 +177,10 @@ def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     if cfg.affine_p > 0:
         theta = _random_affine(b, cfg, x.device)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        warped = F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros",
-                               align_corners=False) - 1
+        warped = (
+            F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            - 1
+        )
         apply = torch.rand(b, device=x.device) < cfg.affine_p
         x = torch.where(apply[:, None, None, None], warped, x)
     return x
@@ -195,3 +208,28 @@ def _random_affine(b: int, cfg: AugmentConfig, device: torch.device) -> torch.Te
     fwd[:, :2, :2] = scale[:, None, None] * rotate @ shear_x
     fwd[:, 0, 2], fwd[:, 1, 2], fwd[:, 2, 2] = tx, ty, 1
     return torch.linalg.inv(fwd)[:, :2, :]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Preview a data set as the model will see it: `python -m gan.data --out grid.png`."""
+    import argparse
+
+    from gan.runfolder import save_grid
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--root", help="a folder of images (default: the built-in pumpkins)")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--num", type=int, default=64, help="images in the grid")
+    parser.add_argument("--out", default="data_preview.png", help="PNG file to write")
+    parser.add_argument("--cache-dir", default=DataConfig.cache_dir)
+    args = parser.parse_args(argv)
+    cfg = DataConfig(
+        name="folder" if args.root else "pumpkins", root=args.root, cache_dir=args.cache_dir
+    )
+    images = load_images(cfg, args.size)[: args.num]
+    save_grid(images.float() / 127.5 - 1, Path(args.out))
+    print(f"{args.out}: {len(images)} of {cfg.name} images at {args.size} px")
+
+
+if __name__ == "__main__":
+    main()

@@ -31,8 +31,14 @@ def _blur(a: Array, radius: float) -> Array:
     return np.asarray(im.filter(ImageFilter.GaussianBlur(radius)), np.float32) / 255.0
 
 
-def _mask(polys: list[Array], shape: tuple[int, int], ss: int, origin: tuple[int, int] = (0, 0),
-          holes: list[Array] | None = None, line: float = 0.0) -> Array:
+def _mask(
+    polys: list[Array],
+    shape: tuple[int, int],
+    ss: int,
+    origin: tuple[int, int] = (0, 0),
+    holes: list[Array] | None = None,
+    line: float = 0.0,
+) -> Array:
     """Coverage in [0, 1] of filled `polys` minus `holes` ((n, 2) pixel coords) over a window of
     `shape` whose top-left pixel is `origin`, drawn at `ss`x and box-filtered down. With
     `line` > 0 the polys are open strokes `line` pixels wide instead."""
@@ -59,8 +65,14 @@ def _window(poly: Array, size: int, margin: float) -> tuple[int, int, int, int] 
 
 def _background(rng: np.random.Generator, yy: Array, xx: Array, size: int) -> Array:
     """Dark backdrop: a random dark tint, a vertical gradient and a vignette."""
-    tints = [(0.02, 0.02, 0.025), (0.03, 0.04, 0.10), (0.07, 0.03, 0.09),
-             (0.08, 0.05, 0.03), (0.03, 0.05, 0.04), (0.05, 0.04, 0.05)]
+    tints = [
+        (0.02, 0.02, 0.025),
+        (0.03, 0.04, 0.10),
+        (0.07, 0.03, 0.09),
+        (0.08, 0.05, 0.03),
+        (0.03, 0.05, 0.04),
+        (0.05, 0.04, 0.05),
+    ]
     top = _rgb(*tints[rng.integers(len(tints))]) * rng.uniform(0.5, 1.6)
     bottom = _rgb(*tints[rng.integers(len(tints))]) * rng.uniform(0.4, 1.3)
     t = yy / size
@@ -75,8 +87,16 @@ def _background(rng: np.random.Generator, yy: Array, xx: Array, size: int) -> Ar
     return bg
 
 
-def _ground(rng: np.random.Generator, img: Array, yy: Array, xx: Array,
-            cx: float, cy: float, rx: float, ry: float) -> None:
+def _ground(
+    rng: np.random.Generator,
+    img: Array,
+    yy: Array,
+    xx: Array,
+    cx: float,
+    cy: float,
+    rx: float,
+    ry: float,
+) -> None:
     """A table top / ground plane whose edge lies behind the pumpkin, with a contact shadow."""
     size = img.shape[1]
     horizon = cy + ry * rng.uniform(-0.1, 0.6)
@@ -140,7 +160,7 @@ def _body(rng: np.random.Generator, img: Array, yy: Array, xx: Array, p: dict) -
     streaks = np.sin(lon * k[0] + ph[0]) + 0.6 * np.sin(lon * k[1] + ph[1])
     mottle = np.sin(u * k[2] + ph[2]) * np.sin(v * k[3] + ph[3])
     shade = (p["ambient"] + p["key"] * diffuse) * groove_ao
-    shade *= (1 - 0.5 * np.clip(vv, 0, 1) ** 2) * (0.6 + 0.4 * nz ** 0.5)
+    shade *= (1 - 0.5 * np.clip(vv, 0, 1) ** 2) * (0.6 + 0.4 * nz**0.5)
     shade *= rib_tint * (1 + 0.05 * streaks + 0.07 * mottle) * p["exposure"]
     # Per-channel gamma: shadows (and dim exposures) go deeper red-brown, not olive or grey.
     log_shade = np.log(np.clip(shade, 1e-4, 1.5))
@@ -191,14 +211,18 @@ def _lid(rng: np.random.Generator, img: Array, body: Array, p: dict, ss: int, gl
     win += (col - win) * (m * body[y0:y1, x0:x1] * rng.uniform(0.4, 0.8))
 
 
-def _shape(kind: str, x: float, y: float, r: float, rng: np.random.Generator,
-           flip: float = 1.0) -> Points:
+def _shape(
+    kind: str, x: float, y: float, r: float, rng: np.random.Generator, flip: float = 1.0
+) -> Points:
     """One carved feature (eye or nose) in face coordinates, centred on (x, y), radius r."""
     j = rng.uniform(0.85, 1.15, 6) * r
     if kind == "tri":  # apex up; `flip` tilts it so the inner corner sits lower (angry brows)
         tilt = rng.uniform(-0.15, 0.35) * flip
-        return [(x - j[0], y + 0.6 * j[1] - tilt * r), (x + j[2], y + 0.6 * j[1] + tilt * r),
-                (x + rng.uniform(-0.2, 0.2) * r, y - j[3])]
+        return [
+            (x - j[0], y + 0.6 * j[1] - tilt * r),
+            (x + j[2], y + 0.6 * j[1] + tilt * r),
+            (x + rng.uniform(-0.2, 0.2) * r, y - j[3]),
+        ]
     if kind == "itri":  # apex down
         return [(x - j[0], y - 0.6 * j[1]), (x + j[2], y - 0.6 * j[1]), (x, y + j[3])]
     if kind == "diamond":
@@ -210,13 +234,19 @@ def _shape(kind: str, x: float, y: float, r: float, rng: np.random.Generator,
     j *= 1.25
     t = np.linspace(np.pi, 0, 12)
     outer = list(zip(x + j[0] * np.cos(t), y + 0.5 * r - j[1] * np.sin(t), strict=True))
-    inner = list(zip(x + 0.6 * j[0] * np.cos(t[::-1]), y + 0.5 * r - 0.25 * j[1] * np.sin(t[::-1]),
-                     strict=True))
+    inner = list(
+        zip(
+            x + 0.6 * j[0] * np.cos(t[::-1]),
+            y + 0.5 * r - 0.25 * j[1] * np.sin(t[::-1]),
+            strict=True,
+        )
+    )
     return outer + inner
 
 
-def _mouth(rng: np.random.Generator, y0: float, w: float, h: float) -> tuple[list[Points],
-                                                                             list[Points]]:
+def _mouth(
+    rng: np.random.Generator, y0: float, w: float, h: float
+) -> tuple[list[Points], list[Points]]:
     """A grin in face coordinates: (polygons to cut, teeth to leave standing)."""
     lift, bow = rng.uniform(0.03, 0.2), rng.uniform(-0.04, 0.1)
     s = np.linspace(-w, w, 21)
@@ -230,8 +260,8 @@ def _mouth(rng: np.random.Generator, y0: float, w: float, h: float) -> tuple[lis
         s = np.linspace(-w, w, n * 2 + 1)
         k = (s / w) ** 2
         upper = y0 - lift + (lift + bow) * (1 - k)
-        lower = upper + h * (1 - k ** 2.5)
-        tooth = 0.6 * h * (1 - k ** 2)
+        lower = upper + h * (1 - k**2.5)
+        tooth = 0.6 * h * (1 - k**2)
         upper = upper + tooth * (np.arange(len(s)) % 4 == 1)
         lower = lower - tooth * (np.arange(len(s)) % 4 == 3)
     elif kind == "teeth":  # one to three square teeth hanging down and/or standing up
@@ -239,8 +269,11 @@ def _mouth(rng: np.random.Generator, y0: float, w: float, h: float) -> tuple[lis
             tx, tw = rng.uniform(-0.5, 0.5) * w, rng.uniform(0.08, 0.14) * w
             i = int(np.argmin(np.abs(s - tx)))
             top, gap = rng.random() < 0.6, lower[i] - upper[i]
-            ty0, ty1 = (upper[i] - 0.05, upper[i] + gap * 0.55) if top else \
-                (lower[i] - gap * 0.55, lower[i] + 0.05)
+            ty0, ty1 = (
+                (upper[i] - 0.05, upper[i] + gap * 0.55)
+                if top
+                else (lower[i] - gap * 0.55, lower[i] + 0.05)
+            )
             teeth.append([(tx - tw, ty0), (tx + tw, ty0), (tx + tw, ty1), (tx - tw, ty1)])
     return [list(zip(s, upper, strict=True)) + list(zip(s[::-1], lower[::-1], strict=True))], teeth
 
@@ -252,13 +285,16 @@ def _face(rng: np.random.Generator) -> tuple[list[Points], list[Points]]:
     kinds = [eye_kind, eye_kind]
     if rng.random() < 0.1:  # winking / mismatched eyes
         kinds[rng.integers(2)] = rng.choice(["crescent", "circle", "tri"])
-    cuts = [_shape(kinds[0], -sep, ey, er, rng, flip=-1.0),
-            _shape(kinds[1], sep, ey + rng.uniform(-0.03, 0.03), er, rng, flip=1.0)]
+    cuts = [
+        _shape(kinds[0], -sep, ey, er, rng, flip=-1.0),
+        _shape(kinds[1], sep, ey + rng.uniform(-0.03, 0.03), er, rng, flip=1.0),
+    ]
     nose = rng.choice(["tri", "tri", "tri", "itri", "diamond", "circle", "none"])
     if nose != "none":
         cuts.append(_shape(nose, 0, rng.uniform(-0.05, 0.08), rng.uniform(0.07, 0.12), rng))
-    mouth, teeth = _mouth(rng, rng.uniform(0.2, 0.32), rng.uniform(0.4, 0.65),
-                          rng.uniform(0.18, 0.34))
+    mouth, teeth = _mouth(
+        rng, rng.uniform(0.2, 0.32), rng.uniform(0.4, 0.65), rng.uniform(0.18, 0.34)
+    )
     return cuts + mouth, teeth
 
 
@@ -286,13 +322,27 @@ def _params(rng: np.random.Generator, cx: float, cy: float, rx: float) -> dict:
     light = np.array([side * rng.uniform(0.3, 0.9), -rng.uniform(0.1, 0.6), rng.uniform(0.4, 0.9)])
     aspect = rng.uniform(0.72, 1.0) if rng.random() > 0.15 else rng.uniform(1.0, 1.2)
     return dict(
-        cx=cx, cy=cy, rx=rx, ry=rx * aspect, stem_x=cx + rx * rng.uniform(-0.08, 0.08),
-        ribs=rng.uniform(4.5, 8.0), phase=rng.uniform(0, 1), scallop=rng.uniform(0.02, 0.07),
-        dimple=rng.uniform(0.04, 0.12), bulge=rng.uniform(0.25, 0.6),
-        light=[float(c) for c in light / np.linalg.norm(light)], shine=rng.uniform(8, 40),
-        spec=rng.uniform(0.1, 0.6), ambient=rng.uniform(0.1, 0.35), key=rng.uniform(0.6, 1.0),
-        color=color, exposure=rng.uniform(0.4, 1.1), lid=rng.choice(3, p=[0.55, 0.3, 0.15]),
-        yaw=rng.uniform(-0.25, 0.25), roll=rng.uniform(-0.12, 0.12), face_y=rng.uniform(-0.05, 0.1),
+        cx=cx,
+        cy=cy,
+        rx=rx,
+        ry=rx * aspect,
+        stem_x=cx + rx * rng.uniform(-0.08, 0.08),
+        ribs=rng.uniform(4.5, 8.0),
+        phase=rng.uniform(0, 1),
+        scallop=rng.uniform(0.02, 0.07),
+        dimple=rng.uniform(0.04, 0.12),
+        bulge=rng.uniform(0.25, 0.6),
+        light=[float(c) for c in light / np.linalg.norm(light)],
+        shine=rng.uniform(8, 40),
+        spec=rng.uniform(0.1, 0.6),
+        ambient=rng.uniform(0.1, 0.35),
+        key=rng.uniform(0.6, 1.0),
+        color=color,
+        exposure=rng.uniform(0.4, 1.1),
+        lid=rng.choice(3, p=[0.55, 0.3, 0.15]),
+        yaw=rng.uniform(-0.25, 0.25),
+        roll=rng.uniform(-0.12, 0.12),
+        face_y=rng.uniform(-0.05, 0.1),
     )
 
 
@@ -320,8 +370,15 @@ def _carve(rng: np.random.Generator, img: Array, body: Array, p: dict, ss: int) 
     img += bloom * _rgb(1.0, 0.55, 0.15) * (glow * rng.uniform(0.5, 1.0))
 
 
-def _pumpkin(rng: np.random.Generator, img: Array, yy: Array, xx: Array, p: dict, ss: int,
-             carved: bool = True) -> None:
+def _pumpkin(
+    rng: np.random.Generator,
+    img: Array,
+    yy: Array,
+    xx: Array,
+    p: dict,
+    ss: int,
+    carved: bool = True,
+) -> None:
     """Body, optional carved face and lid cut, then the stem, composited onto `img`."""
     body = _body(rng, img, yy, xx, p)
     if carved:

@@ -1,10 +1,10 @@
 """Everything a run writes into its folder (DESIGN.md section 4), in one place.
 
-    metrics.csv            one row per step (METRICS columns), appended in chunks
-    samples/step_NNNNNN.png, final.png   fixed-noise grids
-    checkpoints/last.pt    full training state, atomically replaced
-    summary.json           status, score and timing, rewritten atomically whenever they change
-    curves.png             losses and D means over steps with the eps band and the collapse
+metrics.csv            one row per step (METRICS columns), appended in chunks
+samples/step_NNNNNN.png, final.png   fixed-noise grids
+checkpoints/last.pt    full training state, atomically replaced
+summary.json           status, score and timing, rewritten atomically whenever they change
+curves.png             losses and D means over steps with the eps band and the collapse
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.utils import save_image
+from PIL import Image
 
 from gan.config import UserError
 
@@ -57,7 +57,7 @@ class RunFolder:
                 f"run) or choose a new one; to continue that run, pass resume={self.path}."
             )
 
-    def create(self, summary: dict[str, Any], metrics_rows: list[list[Any]] = ()) -> None:
+    def create(self, summary: dict[str, Any], metrics_rows: list[list[Any]] | None = None) -> None:
         """Start a run: write the first summary and the metrics header (plus rows carried over
         from a resumed run)."""
         self.check_new()
@@ -66,7 +66,7 @@ class RunFolder:
         with open(self.metrics_path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(METRICS)
-            writer.writerows(metrics_rows)
+            writer.writerows(metrics_rows or [])
         self.update_summary(**summary)
 
     def update_summary(self, **fields: Any) -> None:
@@ -82,13 +82,28 @@ class RunFolder:
             csv.writer(f).writerows(rows)
 
     def save_samples(self, images: torch.Tensor, name: str) -> Path:
-        """A grid of images in [-1, 1], 8 per row."""
         path = self.samples_dir / name
-        save_image(images.float(), path, nrow=8, padding=2, normalize=True, value_range=(-1, 1))
+        save_grid(images, path)
         return path
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2) -> None:
+    """Images (N, 3, H, W) in [-1, 1] as one PNG, `nrow` per row, on a black frame.
+    (torchvision.utils.save_image does the same, but importing it costs seconds per run.)"""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    n, _, h, w = x.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    grid = torch.zeros(
+        3, rows * (h + padding) + padding, cols * (w + padding) + padding, dtype=torch.uint8
+    )
+    for i in range(n):
+        top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
+        grid[:, top : top + h, left : left + w] = x[i]
+    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
 
 
 def read_metrics(path: Path) -> dict[str, list[float]]:
@@ -108,8 +123,9 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def plot_curves(path: Path, metrics: dict[str, list[float]], eps: float,
-                collapsed_at: int | None, title: str) -> None:
+def plot_curves(
+    path: Path, metrics: dict[str, list[float]], eps: float, collapsed_at: int | None, title: str
+) -> None:
     """curves.png: losses (top) and both D means with the eps band (bottom)."""
     import matplotlib
 

@@ -32,9 +32,7 @@ class ScoreTracker:
     collapsed_at: int | None = None
     reason: str | None = None
 
-    def update(
-        self, step: int, d_real: float, d_fake: float, losses: Iterable[float] = ()
-    ) -> bool:
+    def update(self, step: int, d_real: float, d_fake: float, losses: Iterable[float] = ()) -> bool:
         """Account for step `step` (1-based); return True when this step is the collapse."""
         if self.collapsed_at is not None:
             return False
@@ -42,8 +40,9 @@ class ScoreTracker:
         if bad_loss or not (math.isfinite(d_real) and math.isfinite(d_fake)):
             self.collapsed_at, self.reason = step, "non-finite loss"
             return True
-        sides = [s for s in (_side("D(x)", d_real, self.eps), _side("D(G(z))", d_fake, self.eps))
-                 if s]
+        sides = [
+            s for s in (_side("D(x)", d_real, self.eps), _side("D(G(z))", d_fake, self.eps)) if s
+        ]
         self.run_length = self.run_length + 1 if sides else 0
         if self.run_length >= self.patience:
             self.collapsed_at = step

@@ -20,7 +20,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -40,8 +40,12 @@ log = logging.getLogger(__name__)
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_after")
 
 
-def train(cfg: DictConfig, run_dir: Path, progress_bar: bool | None = None,
-          extra_summary: dict[str, Any] | None = None) -> float:
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    progress_bar: bool | None = None,
+    extra_summary: dict[str, Any] | None = None,
+) -> float:
     """Train one GAN into `run_dir` and return its score in [0, 1].
 
     progress_bar: a tqdm bar (True) or plain log lines (False); default: a bar on a TTY."""
@@ -71,8 +75,9 @@ def train(cfg: DictConfig, run_dir: Path, progress_bar: bool | None = None,
     tracker = ScoreTracker(eps=cfg.score.eps, patience=cfg.score.patience)
     # the same noise for every sample grid of the run, from its own generator so that drawing
     # it does not shift the training random stream
-    fixed_noise = torch.randn(t.num_samples, m.dim_z, 1, 1,
-                              generator=torch.Generator().manual_seed(cfg.seed + 1))
+    fixed_noise = torch.randn(
+        t.num_samples, m.dim_z, 1, 1, generator=torch.Generator().manual_seed(cfg.seed + 1)
+    )
     start_step, wall_before = 0, 0.0
 
     # ---- the run folder: a resumed run starts a new folder with the old one's history
@@ -89,41 +94,58 @@ def train(cfg: DictConfig, run_dir: Path, progress_bar: bool | None = None,
         set_rng_state(resume_state["rng"])
         carried_rows = carry_over(Path(cfg.resume), folder, start_step)
     fixed_noise = fixed_noise.to(device)
-    folder.create({
-        "status": "running",
-        "score": None,
-        "collapsed_at": None,
-        "reason": None,
-        "steps": t.steps,
-        "steps_done": start_step,
-        "wall_s": wall_before,
-        "images_per_s": None,
-        "quality": None,
-        "started_at": now_iso(),
-        "run_dir": str(run_dir),
-        "resumed_from": str(cfg.resume) if cfg.resume else None,
-        "device": str(device),
-        "precision": "bf16" if bf16 else "fp32",
-        "params": {"gen": num_params(gen), "disc": num_params(disc)},
-        "data": {"name": cfg.data.name, "num_images": len(images)},
-        "versions": versions(),
-        **(extra_summary or {}),
-    }, carried_rows)
+    folder.create(
+        {
+            "status": "running",
+            "score": None,
+            "collapsed_at": None,
+            "reason": None,
+            "steps": t.steps,
+            "steps_done": start_step,
+            "wall_s": wall_before,
+            "images_per_s": None,
+            "quality": None,
+            "started_at": now_iso(),
+            "run_dir": str(run_dir),
+            "resumed_from": str(cfg.resume) if cfg.resume else None,
+            "device": str(device),
+            "precision": "bf16" if bf16 else "fp32",
+            "params": {"gen": num_params(gen), "disc": num_params(disc)},
+            "data": {"name": cfg.data.name, "num_images": len(images)},
+            "versions": versions(),
+            **(extra_summary or {}),
+        },
+        carried_rows,
+    )
     if hasattr(torch, "compile") and cfg.hardware.compile:
-        gen_step, disc_step = torch.compile(gen), torch.compile(disc)
+        gen_step = cast(torch.nn.Module, torch.compile(gen))
+        disc_step = cast(torch.nn.Module, torch.compile(disc))
     else:
         gen_step, disc_step = gen, disc
-    log.info("Run folder %s: %s G %.2fM / D %.2fM parameters, %d images of %d px, %s%s",
-             run_dir, m.arch, num_params(gen) / 1e6, num_params(disc) / 1e6, len(images),
-             m.image_size, device, ", bf16 autocast" if bf16 else "")
+    log.info(
+        "Run folder %s: %s G %.2fM / D %.2fM parameters, %d images of %d px, %s%s",
+        run_dir,
+        m.arch,
+        num_params(gen) / 1e6,
+        num_params(disc) / 1e6,
+        len(images),
+        m.image_size,
+        device,
+        ", bf16 autocast" if bf16 else "",
+    )
 
     def state(step: int, wall_s: float) -> dict[str, Any]:
         return {
-            "step": step, "wall_s": wall_s,
-            "gen": gen.state_dict(), "disc": disc.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "sampler": sampler.state_dict(), "score": tracker.state_dict(),
-            "fixed_noise": fixed_noise.cpu(), "rng": get_rng_state(),
+            "step": step,
+            "wall_s": wall_s,
+            "gen": gen.state_dict(),
+            "disc": disc.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "sampler": sampler.state_dict(),
+            "score": tracker.state_dict(),
+            "fixed_noise": fixed_noise.cpu(),
+            "rng": get_rng_state(),
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
 
@@ -136,8 +158,14 @@ def train(cfg: DictConfig, run_dir: Path, progress_bar: bool | None = None,
     t0 = time.perf_counter()
     last_flush_t = 0.0
     show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
-    bar = tqdm(total=t.steps, initial=start_step, disable=not show_bar, unit="step",
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=t.steps,
+        initial=start_step,
+        disable=not show_bar,
+        unit="step",
+        dynamic_ncols=True,
+        leave=True,
+    )
     plain_every = max(t.log_every, t.steps // 20)
 
     def elapsed() -> float:
@@ -164,14 +192,29 @@ def train(cfg: DictConfig, run_dir: Path, progress_bar: bool | None = None,
         pending, last_flush_t = 0, now
         loss_d, loss_g, d_real, d_fake, _ = values[-1]
         bar.update(step - bar.n)
-        bar.set_postfix_str(f"loss_d {loss_d:.3f} loss_g {loss_g:.3f} D(x) {d_real:.3f} "
-                            f"D(G(z)) {d_fake:.3f} {images_per_s():.0f} img/s", refresh=False)
+        bar.set_postfix_str(
+            f"loss_d {loss_d:.3f} loss_g {loss_g:.3f} D(x) {d_real:.3f} "
+            f"D(G(z)) {d_fake:.3f} {images_per_s():.0f} img/s",
+            refresh=False,
+        )
         if not show_bar and (step % plain_every < len(values) or step == t.steps):
-            log.info("step %d/%d  loss_d %.3f  loss_g %.3f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s",
-                     step, t.steps, loss_d, loss_g, d_real, d_fake, images_per_s())
-        folder.update_summary(steps_done=step, wall_s=round(wall_before + now, 3),
-                              images_per_s=round(images_per_s(), 2),
-                              collapsed_at=tracker.collapsed_at, reason=tracker.reason)
+            log.info(
+                "step %d/%d  loss_d %.3f  loss_g %.3f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s",
+                step,
+                t.steps,
+                loss_d,
+                loss_g,
+                d_real,
+                d_fake,
+                images_per_s(),
+            )
+        folder.update_summary(
+            steps_done=step,
+            wall_s=round(wall_before + now, 3),
+            images_per_s=round(images_per_s(), 2),
+            collapsed_at=tracker.collapsed_at,
+            reason=tracker.reason,
+        )
         return collapsed
 
     def checkpoint() -> None:
@@ -191,18 +234,19 @@ def train(cfg: DictConfig, run_dir: Path, progress_bar: bool | None = None,
                 real = real.contiguous(memory_format=memory_format)
                 noise = torch.randn(t.batch_size, m.dim_z, 1, 1, device=device)
                 with autocast:
-                    stats[pending] = train_step(gen_step, disc_step, opt_g, opt_d, real, noise,
-                                                ones, zeros)
+                    stats[pending] = train_step(
+                        gen_step, disc_step, opt_g, opt_d, real, noise, ones, zeros
+                    )
                 step += 1
                 pending += 1
                 checkpoint_due = t.checkpoint_every and step % t.checkpoint_every == 0
                 if pending == t.log_every or step == t.steps or checkpoint_due:
                     collapsed = flush()
                     stop = tracker.collapsed_at is not None and (
-                        cfg.score.stop_on_collapse or tracker.reason == "non-finite loss")
+                        cfg.score.stop_on_collapse or tracker.reason == "non-finite loss"
+                    )
                     if collapsed:
-                        log.warning("Collapse at step %d: %s", tracker.collapsed_at,
-                                    tracker.reason)
+                        log.warning("Collapse at step %d: %s", tracker.collapsed_at, tracker.reason)
                 if t.sample_every and step % t.sample_every == 0:
                     folder.save_samples(sample(gen, fixed_noise), f"step_{step:06d}.png")
                 if checkpoint_due:
@@ -214,8 +258,9 @@ def train(cfg: DictConfig, run_dir: Path, progress_bar: bool | None = None,
         status = "interrupted"
         flush()
         checkpoint()
-        log.warning("Interrupted at step %d: checkpoint saved; continue with resume=%s",
-                    step, run_dir)
+        log.warning(
+            "Interrupted at step %d: checkpoint saved; continue with resume=%s", step, run_dir
+        )
         raise
     except BaseException as e:
         status = "failed"
@@ -223,14 +268,31 @@ def train(cfg: DictConfig, run_dir: Path, progress_bar: bool | None = None,
         raise
     finally:
         bar.close()
-        finish(folder, cfg, status, step, tracker, wall_before + elapsed(), images_per_s(),
-               gen, fixed_noise, images)
+        finish(
+            folder,
+            cfg,
+            status,
+            step,
+            tracker,
+            wall_before + elapsed(),
+            images_per_s(),
+            gen,
+            fixed_noise,
+            images,
+        )
     return tracker.score(t.steps)
 
 
-def train_step(gen: torch.nn.Module, disc: torch.nn.Module, opt_g: torch.optim.Optimizer,
-               opt_d: torch.optim.Optimizer, real: torch.Tensor, noise: torch.Tensor,
-               ones: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
+def train_step(
+    gen: torch.nn.Module,
+    disc: torch.nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    real: torch.Tensor,
+    noise: torch.Tensor,
+    ones: torch.Tensor,
+    zeros: torch.Tensor,
+) -> torch.Tensor:
     """One D update and one G update; returns (loss_d, loss_g, d_real, d_fake, d_fake_after)
     as a tensor on the device (no host sync)."""
     # (1) D step: maximise log D(x) + log(1 - D(G(z)))
@@ -238,8 +300,9 @@ def train_step(gen: torch.nn.Module, disc: torch.nn.Module, opt_g: torch.optim.O
     logit_real = disc(real).float()  # (B,)
     fake = gen(noise)  # (B, 3, S, S)
     logit_fake = disc(fake.detach()).float()
-    loss_d = (F.binary_cross_entropy_with_logits(logit_real, ones)
-              + F.binary_cross_entropy_with_logits(logit_fake, zeros))
+    loss_d = F.binary_cross_entropy_with_logits(
+        logit_real, ones
+    ) + F.binary_cross_entropy_with_logits(logit_fake, zeros)
     loss_d.backward()
     opt_d.step()
 
@@ -254,8 +317,15 @@ def train_step(gen: torch.nn.Module, disc: torch.nn.Module, opt_g: torch.optim.O
     opt_g.step()
 
     with torch.no_grad():
-        return torch.stack([loss_d, loss_g, torch.sigmoid(logit_real).mean(),
-                            torch.sigmoid(logit_fake).mean(), torch.sigmoid(logit_after).mean()])
+        return torch.stack(
+            [
+                loss_d,
+                loss_g,
+                torch.sigmoid(logit_real).mean(),
+                torch.sigmoid(logit_fake).mean(),
+                torch.sigmoid(logit_after).mean(),
+            ]
+        )
 
 
 @torch.no_grad()
@@ -269,9 +339,18 @@ def sample(gen: torch.nn.Module, noise: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def finish(folder: RunFolder, cfg: DictConfig, status: str, step: int, tracker: ScoreTracker,
-           wall_s: float, images_per_s: float, gen: torch.nn.Module, fixed_noise: torch.Tensor,
-           images: torch.Tensor) -> None:
+def finish(
+    folder: RunFolder,
+    cfg: DictConfig,
+    status: str,
+    step: int,
+    tracker: ScoreTracker,
+    wall_s: float,
+    images_per_s: float,
+    gen: torch.nn.Module,
+    fixed_noise: torch.Tensor,
+    images: torch.Tensor,
+) -> None:
     """Final grid, curves and summary; each part is tried on its own so a failure in one (or
     a second Ctrl-C) loses nothing else that was written."""
     quality = None
@@ -283,19 +362,37 @@ def finish(folder: RunFolder, cfg: DictConfig, status: str, step: int, tracker: 
         log.warning("Could not write the final sample grid: %s", e)
     collapsed_at = tracker.collapsed_at
     try:
-        plot_curves(folder.path / "curves.png", read_metrics(folder.metrics_path),
-                    cfg.score.eps, collapsed_at, title=f"{folder.path}")
+        plot_curves(
+            folder.path / "curves.png",
+            read_metrics(folder.metrics_path),
+            cfg.score.eps,
+            collapsed_at,
+            title=f"{folder.path}",
+        )
     except Exception as e:  # noqa: BLE001
         log.warning("Could not plot curves.png: %s", e)
     score = tracker.score(cfg.train.steps)
     folder.update_summary(
-        status=status, score=score, collapsed_at=collapsed_at, reason=tracker.reason,
-        steps_done=step, wall_s=round(wall_s, 3), images_per_s=round(images_per_s, 2),
-        quality=quality, finished_at=now_iso(),
+        status=status,
+        score=score,
+        collapsed_at=collapsed_at,
+        reason=tracker.reason,
+        steps_done=step,
+        wall_s=round(wall_s, 3),
+        images_per_s=round(images_per_s, 2),
+        quality=quality,
+        finished_at=now_iso(),
     )
-    log.info("%s after %d/%d steps: score %.4f%s (%.1f s, %.0f img/s)", status, step,
-             cfg.train.steps, score, f", {tracker.reason} at {collapsed_at}" if collapsed_at
-             else "", wall_s, images_per_s)
+    log.info(
+        "%s after %d/%d steps: score %.4f%s (%.1f s, %.0f img/s)",
+        status,
+        step,
+        cfg.train.steps,
+        score,
+        f", {tracker.reason} at {collapsed_at}" if collapsed_at else "",
+        wall_s,
+        images_per_s,
+    )
 
 
 def sample_quality(fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
@@ -303,6 +400,7 @@ def sample_quality(fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     the fixed-noise samples over that between as many real images (near 0: mode collapse;
     about 1: as varied as the data). colour_gap: distance between the mean colours, in [0, 1]
     units of the RGB range."""
+
     def mean_pairwise(x: torch.Tensor) -> float:
         flat = F.avg_pool2d(x, x.shape[-1] // 16).flatten(1) if x.shape[-1] > 16 else x.flatten(1)
         return torch.pdist(flat).mean().item()
@@ -321,8 +419,10 @@ def pick_hardware(cfg: HardwareConfig) -> tuple[torch.device, bool]:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"hardware.device={cfg.device!r} but torch sees no CUDA GPU. Use "
-                            f"hardware=cpu (or hardware=auto to pick what is there).")
+            raise UserError(
+                f"hardware.device={cfg.device!r} but torch sees no CUDA GPU. Use "
+                f"hardware=cpu (or hardware=auto to pick what is there)."
+            )
         torch.backends.cudnn.benchmark = True
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -381,9 +481,7 @@ def sigterm_as_interrupt():
 
 
 def versions() -> dict[str, str]:
-    import hydra
-    import optuna
+    from importlib.metadata import version
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "hydra": hydra.__version__, "optuna": optuna.__version__, "numpy": np.__version__}
-
+    packages = ("torch", "numpy", "hydra-core", "optuna")
+    return {"python": platform.python_version(), **{p: version(p) for p in packages}}

@@ -12,21 +12,40 @@ import torch
 
 from .conftest import ROOT, TINY, run_cli
 
-SUMMARY_FIELDS = {"status", "score", "collapsed_at", "reason", "steps", "steps_done", "wall_s",
-                  "images_per_s", "quality", "versions"}
+SUMMARY_FIELDS = {
+    "status",
+    "score",
+    "collapsed_at",
+    "reason",
+    "steps",
+    "steps_done",
+    "wall_s",
+    "images_per_s",
+    "quality",
+    "versions",
+}
 
 
 def test_run_writes_the_whole_run_folder(tmp_path, cache_dir):
     run = tmp_path / "run"
-    result = run_cli(*TINY, "train.steps=30", f"data.cache_dir={cache_dir}",
-                     f"hydra.run.dir={run}")
+    result = run_cli(*TINY, "train.steps=30", f"data.cache_dir={cache_dir}", f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr
-    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "run.log",
-                 "metrics.csv", "samples/step_000000.png", "samples/step_000010.png",
-                 "samples/final.png", "checkpoints/last.pt", "summary.json", "curves.png"):
+    for name in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        ".hydra/hydra.yaml",
+        "run.log",
+        "metrics.csv",
+        "samples/step_000000.png",
+        "samples/step_000010.png",
+        "samples/final.png",
+        "checkpoints/last.pt",
+        "summary.json",
+        "curves.png",
+    ):
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
-    assert SUMMARY_FIELDS <= summary.keys()
+    assert summary.keys() >= SUMMARY_FIELDS
     assert summary["status"] in ("completed", "collapsed")
     assert 0 <= summary["score"] <= 1
     assert summary["steps_done"] == 30 or summary["status"] == "collapsed"
@@ -40,11 +59,21 @@ def test_run_writes_the_whole_run_folder(tmp_path, cache_dir):
 
 def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, cache_dir):
     run = tmp_path / "run"
-    args = [*TINY, "train.steps=100000", "train.checkpoint_every=0",
-            f"data.cache_dir={cache_dir}", f"hydra.run.dir={run}"]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    args = [
+        *TINY,
+        "train.steps=100000",
+        "train.checkpoint_every=0",
+        f"data.cache_dir={cache_dir}",
+        f"hydra.run.dir={run}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until it has trained a few read-backs
         summary_path = run / "summary.json"
@@ -75,8 +104,12 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, cache_dir):
 
 def test_resume_cannot_swap_a_config_group(tmp_path, cache_dir):
     run = tmp_path / "run"
-    assert run_cli(*TINY, "train.steps=5", f"data.cache_dir={cache_dir}",
-                   f"hydra.run.dir={run}").returncode == 0
+    assert (
+        run_cli(
+            *TINY, "train.steps=5", f"data.cache_dir={cache_dir}", f"hydra.run.dir={run}"
+        ).returncode
+        == 0
+    )
     result = run_cli(f"resume={run}", "model=small", f"hydra.run.dir={tmp_path / 'again'}")
     assert result.returncode == 2
     assert "resume cannot change a config group (model=small)" in result.stdout
@@ -101,15 +134,22 @@ def test_folder_data_from_the_command_line(tmp_path, cache_dir):
     for i in range(6):
         Image.new("RGB", (40, 36), (40 * i, 100, 200)).save(images / f"{i}.png")
     run = tmp_path / "run"
-    result = run_cli(*TINY, "data=folder", f"data.root={tmp_path / 'imgs'}", "train.steps=5",
-                     f"data.cache_dir={cache_dir}", f"hydra.run.dir={run}")
+    result = run_cli(
+        *TINY,
+        "data=folder",
+        f"data.root={tmp_path / 'imgs'}",
+        "train.steps=5",
+        f"data.cache_dir={cache_dir}",
+        f"hydra.run.dir={run}",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((run / "summary.json").read_text())["data"]["num_images"] == 6
 
 
 def test_missing_folder_is_one_clear_paragraph(tmp_path: Path):
-    result = run_cli("data=folder", f"data.root={tmp_path / 'nope'}",
-                     f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli(
+        "data=folder", f"data.root={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert result.returncode == 2
     assert f"data.root='{tmp_path / 'nope'}' is not a folder" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr

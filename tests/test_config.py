@@ -11,9 +11,7 @@ from gan.models import Discriminator, Generator
 
 from .conftest import CONF, run_cli
 
-OPTIONS = sorted(
-    (p.parent.name, p.stem) for p in CONF.glob("*/*.yaml")
-)
+OPTIONS = sorted((p.parent.name, p.stem) for p in CONF.glob("*/*.yaml"))
 
 
 def test_every_group_has_its_promised_options():
@@ -40,8 +38,14 @@ def test_option_composes_and_builds(tiny_cfg, group, option, tmp_path):
 
 
 def test_any_key_can_be_overridden(tiny_cfg):
-    cfg = tiny_cfg("optim.gen_lr=2e-3", "model.gen_features=12", "augment.degrees=10",
-                   "hardware.threads=1", "score.eps=0.1", "seed=7")
+    cfg = tiny_cfg(
+        "optim.gen_lr=2e-3",
+        "model.gen_features=12",
+        "augment.degrees=10",
+        "hardware.threads=1",
+        "score.eps=0.1",
+        "seed=7",
+    )
     assert cfg.optim.gen_lr == 2e-3
     assert cfg.model.gen_features == 12
     assert cfg.seed == 7
@@ -69,7 +73,10 @@ def test_wrong_type_names_the_key(tiny_cfg):
         ("model.arch=resnet", "model.arch='resnet' is not allowed: use one of dcgan, seed"),
         ("optim.beta1=1.0", "optim.beta1=1.0 is not allowed: use a number in [0, 1)"),
         ("hardware.precision=fp8", "hardware.precision='fp8' is not allowed"),
-        ("data.on_corrupt=ignore", "data.on_corrupt='ignore' is not allowed: use error or skip"),
+        (
+            "data.on_corrupt=ignore",
+            "data.on_corrupt='ignore' is not allowed: use one of error, skip",
+        ),
     ],
 )
 def test_impossible_values_fail_before_training(tiny_cfg, override, message):

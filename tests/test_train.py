@@ -29,10 +29,12 @@ def metrics_without_time(run: Path) -> list[str]:
 def test_golden_losses(tiny_cfg, tmp_path):
     train(tiny_cfg("train.steps=5"), tmp_path / "run")
     m = read_metrics(tmp_path / "run" / "metrics.csv")
-    torch.testing.assert_close(torch.tensor(m["loss_d"]), torch.tensor(GOLDEN_LOSS_D),
-                               rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(torch.tensor(m["loss_g"]), torch.tensor(GOLDEN_LOSS_G),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor(m["loss_d"]), torch.tensor(GOLDEN_LOSS_D), rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(
+        torch.tensor(m["loss_g"]), torch.tensor(GOLDEN_LOSS_G), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_two_runs_are_bit_identical(tiny_cfg, tmp_path):
@@ -75,8 +77,12 @@ def test_collapse_stops_training_and_scores_the_fraction(tiny_cfg, tmp_path):
 
 
 def test_collapse_without_stopping_trains_the_whole_budget(tiny_cfg, tmp_path):
-    train(tiny_cfg("train.steps=30", "score.eps=0.45", "score.patience=3",
-                   "score.stop_on_collapse=false"), tmp_path / "run")
+    train(
+        tiny_cfg(
+            "train.steps=30", "score.eps=0.45", "score.patience=3", "score.stop_on_collapse=false"
+        ),
+        tmp_path / "run",
+    )
     s = summary(tmp_path / "run")
     assert s["status"] == "collapsed"
     assert s["steps_done"] == 30
@@ -84,8 +90,15 @@ def test_collapse_without_stopping_trains_the_whole_budget(tiny_cfg, tmp_path):
 
 
 def test_nan_loss_is_a_collapse_not_a_crash(tiny_cfg, tmp_path):
-    score = train(tiny_cfg("train.steps=50", "optim.disc_lr=1e30", "optim.gen_lr=1e30",
-                           "score.stop_on_collapse=false"), tmp_path / "run")
+    score = train(
+        tiny_cfg(
+            "train.steps=50",
+            "optim.disc_lr=1e30",
+            "optim.gen_lr=1e30",
+            "score.stop_on_collapse=false",
+        ),
+        tmp_path / "run",
+    )
     s = summary(tmp_path / "run")
     assert s["status"] == "collapsed"
     assert s["reason"] == "non-finite loss"
@@ -93,12 +106,25 @@ def test_nan_loss_is_a_collapse_not_a_crash(tiny_cfg, tmp_path):
     assert s["steps_done"] < 50  # a NaN always stops the run
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device"))])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+        ),
+    ],
+)
 def test_bf16_channels_last_path_trains(tiny_cfg, tmp_path, device):
-    score = train(tiny_cfg("train.steps=10", f"hardware.device={device}",
-                           "hardware.precision=bf16", "hardware.channels_last=true"),
-                  tmp_path / "run")
+    score = train(
+        tiny_cfg(
+            "train.steps=10",
+            f"hardware.device={device}",
+            "hardware.precision=bf16",
+            "hardware.channels_last=true",
+        ),
+        tmp_path / "run",
+    )
     s = summary(tmp_path / "run")
     assert s["precision"] == "bf16"
     assert 0 <= score <= 1
