@@ -360,18 +360,18 @@ def finish(
         quality = sample_quality(final, images[: len(final)].cpu())
     except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
         log.warning("Could not write the final sample grid: %s", e)
-    collapsed_at = tracker.collapsed_at
+    collapsed_at, score = tracker.collapsed_at, tracker.score(cfg.train.steps)
     try:
+        name = f"{folder.path.parent.name}/{folder.path.name}"
         plot_curves(
             folder.path / "curves.png",
             read_metrics(folder.metrics_path),
             cfg.score.eps,
             collapsed_at,
-            title=f"{folder.path}",
+            title=f"{name}: {status}, score {score:.4f}",
         )
     except Exception as e:  # noqa: BLE001
         log.warning("Could not plot curves.png: %s", e)
-    score = tracker.score(cfg.train.steps)
     folder.update_summary(
         status=status,
         score=score,
