@@ -18,6 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gan.config import UserError
+from gan.sweep import trial_of_job
 from gan.train import train
 
 log = logging.getLogger("run")
@@ -30,7 +31,13 @@ def main(cfg: DictConfig) -> float:
     try:
         if cfg.resume:
             cfg = resumed_config(cfg, list(hc.overrides.task))
-        return train(cfg, Path(hc.runtime.output_dir), progress_bar=None if not multirun else False)
+        trial = trial_of_job(hc)
+        return train(
+            cfg,
+            Path(hc.runtime.output_dir),
+            progress_bar=False if multirun else None,
+            extra_summary={"optuna": trial} if trial else None,
+        )
     except UserError as e:
         if multirun:
             raise  # the sweeper records the trial as failed and goes on

@@ -110,6 +110,7 @@ def train(
             "resumed_from": str(cfg.resume) if cfg.resume else None,
             "device": str(device),
             "precision": "bf16" if bf16 else "fp32",
+            "threads": torch.get_num_threads(),
             "params": {"gen": num_params(gen), "disc": num_params(disc)},
             "data": {"name": cfg.data.name, "num_images": len(images)},
             "versions": versions(),

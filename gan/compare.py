@@ -1,0 +1,660 @@
+"""Compare run folders: a table in the terminal, optionally a CSV and one self-contained HTML
+report (sample grids, D means over steps, score against each swept parameter, Optuna parameter
+importances, and a warning when the best runs sit on the edge of the search space).
+
+uv run python -m gan.compare                                  # every run below outputs/
+uv run python -m gan.compare outputs/sweeps/DAY --csv runs.csv --html report.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import html
+import io
+import json
+import math
+import os
+import sys
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# keys that differ between runs without changing what is trained
+IGNORED = ("resume", "data.cache_dir")
+STATUSES = ("completed", "collapsed", "failed", "interrupted", "running", "unknown", "unreadable")
+# a `running` summary not rewritten for this long may belong to a killed run
+STALE_AFTER = timedelta(minutes=10)
+MAX_POINTS = 2000  # per curve in the D-means chart
+DEFAULT_EPS = 0.03
+CSV_TAIL = (
+    "status", "score", "collapsed_at", "reason", "steps_done", "steps", "wall_s", "images_per_s",
+    "quality.diversity", "quality.colour_gap", "optuna.study", "optuna.trial", "run_dir", "note",
+)  # fmt: skip
+
+
+@dataclass
+class Run:
+    path: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]  # flattened: {"optim.gen_lr": 0.002, ...}; {} when unreadable
+    overrides: list[str] = field(default_factory=list)
+    study: dict[str, Any] | None = None  # summary["optuna"]: {"study", "storage", "trial"}
+
+    @property
+    def name(self) -> str:
+        """The folder relative to the current directory when it lies below it."""
+        try:
+            return str(self.path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(self.path)
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status") or "unknown")
+
+    @property
+    def score(self) -> float | None:
+        s = self.summary.get("score")
+        return float(s) if is_number(s) else None
+
+    @property
+    def trial(self) -> str:
+        return f"{self.study.get('study')}:{self.study.get('trial')}" if self.study else ""
+
+    @property
+    def note(self) -> str:
+        if self.status != "running":
+            return ""
+        try:
+            updated = datetime.fromisoformat(str(self.summary["updated_at"]))
+        except (KeyError, ValueError):
+            updated = datetime.fromtimestamp((self.path / "summary.json").stat().st_mtime, UTC)
+        if updated.tzinfo is None:
+            updated = updated.replace(tzinfo=UTC)
+        return "stale?" if datetime.now(UTC) - updated > STALE_AFTER else ""
+
+
+# ---- finding and reading runs
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    """Every run folder at or below `paths`, each once."""
+    found = {folder.resolve(): folder for root in paths for folder in walk(root)[0]}
+    return [read_run(folder) for folder in found.values()]
+
+
+def walk(root: Path) -> tuple[list[Path], list[Path]]:
+    """Run folders (summary.json or .hydra/) at or below `root`, without looking inside them,
+    and the optuna.db files of sweep folders on the way."""
+    runs: list[Path] = []
+    dbs: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if "summary.json" in filenames or ".hydra" in dirnames:
+            runs.append(here)
+            dirnames.clear()
+            continue
+        if "optuna.db" in filenames:
+            dbs.append(here / "optuna.db")
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    return runs, dbs
+
+
+def read_run(path: Path) -> Run:
+    summary_path = path / "summary.json"
+    summary: dict[str, Any] = {"status": "unknown"}  # a half-started run: only .hydra/ so far
+    if summary_path.is_file():
+        try:
+            summary = json.loads(summary_path.read_text())
+            if not isinstance(summary, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            warn(f"cannot read {summary_path} ({e}); listing the run as unreadable")
+            summary = {"status": "unreadable"}
+    hydra = path / ".hydra"
+    # a resumed run records the config that actually ran beside Hydra's copy of the command's
+    config_path = hydra / "resumed_config.yaml"
+    if not config_path.is_file():
+        config_path = hydra / "config.yaml"
+    study = summary.get("optuna")
+    return Run(
+        path=path,
+        summary=summary,
+        config=flatten(load_yaml(config_path, dict)),
+        overrides=[str(o) for o in load_yaml(hydra / "overrides.yaml", list)],
+        study=study if isinstance(study, dict) else None,
+    )
+
+
+def load_yaml(path: Path, kind: type) -> Any:
+    if not path.is_file():
+        return kind()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        warn(f"cannot read {path} ({type(e).__name__}); its values are shown as -")
+        return kind()
+    return data if isinstance(data, kind) else kind()
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+# ---- what differs
+
+
+def _config_keys(runs: list[Run]) -> tuple[list[Run], list[str]]:
+    """Runs with a readable config, and every key any of them has (first seen first)."""
+    configured = [r for r in runs if r.config]
+    keys = dict.fromkeys(k for r in configured for k in r.config if k not in IGNORED)
+    return configured, list(keys)
+
+
+def differing_keys(runs: list[Run]) -> list[str]:
+    """Config keys whose value (or presence) is not the same in every run that has a config."""
+    configured, keys = _config_keys(runs)
+
+    def value(run: Run, key: str) -> str:
+        return json.dumps(run.config[key], default=str) if key in run.config else "\0missing"
+
+    return [k for k in keys if len({value(r, k) for r in configured}) > 1]
+
+
+def partial_keys(runs: list[Run]) -> list[str]:
+    configured, keys = _config_keys(runs)
+    return [k for k in keys if not all(k in r.config for r in configured)]
+
+
+def sort_runs(runs: list[Run], by: str = "score") -> list[Run]:
+    if by == "name":
+        return sorted(runs, key=lambda r: r.name)
+    return sorted(runs, key=lambda r: (r.score is None, -(r.score or 0.0), r.name))
+
+
+# ---- the table
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return json.dumps(v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return json.dumps(v) if isinstance(v, list | dict) else str(v)
+
+
+def num(v: Any, spec: str) -> str:
+    return format(v, spec) if is_number(v) else "-"
+
+
+def table_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells shared by the terminal table and the HTML one."""
+    extra = ["trial"] * any(r.study for r in runs) + ["note"] * any(r.note for r in runs)
+    columns = ["status", "score", "collapsed_at", "reason", "steps", "wall_s", "images/s"]
+    headers = ["run", *keys, *columns, *extra]
+    rows = []
+    for r in runs:
+        s = r.summary
+        steps = f"{num(s.get('steps_done'), '.0f')}/{num(s.get('steps'), '.0f')}"
+        cells = [r.name, *(fmt(r.config[k]) if k in r.config else "-" for k in keys)]
+        cells += [r.status, num(r.score, ".4f"), num(s.get("collapsed_at"), ".0f")]
+        cells += [str(s.get("reason") or "-"), steps if steps != "-/-" else "-"]
+        cells += [num(s.get("wall_s"), ".1f"), num(s.get("images_per_s"), ".0f")]
+        cells += [{"trial": r.trial, "note": r.note}[c] for c in extra]
+        rows.append(cells)
+    return headers, rows
+
+
+def clip(text: str, width: int, keep_end: bool = False) -> str:
+    if len(text) <= width:
+        return text
+    return "..." + text[-(width - 3) :] if keep_end else text[: width - 3] + "..."
+
+
+def format_table(runs: list[Run], keys: list[str]) -> str:
+    headers, rows = table_rows(runs, keys)
+    limits = {"run": 48, "reason": 28}
+    rows = [
+        [clip(c, limits.get(h, 20), keep_end=h == "run") for h, c in zip(headers, row, strict=True)]
+        for row in rows
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join([*lines, summary_line(runs)])
+
+
+def summary_line(runs: list[Run]) -> str:
+    counts = Counter(r.status for r in runs)
+    order = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
+    parts = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
+    scored = [r for r in runs if r.score is not None]
+    best = max(scored, key=lambda r: r.score or 0.0, default=None)
+    tail = f"best: {best.name} score {best.score:.4f}" if best else "best: none scored yet"
+    return f"{len(runs)} run{'s' * (len(runs) != 1)} ({parts}), {tail}"
+
+
+def write_csv(path: Path, runs: list[Run], keys: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", *keys, *CSV_TAIL])
+        for r in runs:
+            summary = {**r.summary, "optuna": r.study or {}, "status": r.status, "note": r.note}
+            flat = flatten(summary)
+            cells = [r.config.get(k) for k in keys] + [flat.get(k) for k in CSV_TAIL]
+            # numbers at full precision, None as an empty cell
+            writer.writerow([r.name, *(c if is_number(c) or c is None else fmt(c) for c in cells)])
+
+
+# ---- Optuna studies: search space bounds and importances
+
+
+@dataclass
+class Study:
+    name: str
+    db: Path
+    n_trials: int
+    bounds: dict[str, tuple[float, float, bool]]  # numeric parameters: low, high, log
+    importances: dict[str, float] | None
+    skipped: str  # why there are no importances
+
+
+def study_db(run: Run) -> Path | None:
+    """The SQLite file of a trial's study: in a sweep folder above it, or at its storage URL."""
+    for folder in list(run.path.resolve().parents)[:3]:
+        if (folder / "optuna.db").is_file():
+            return folder / "optuna.db"
+    url = str((run.study or {}).get("storage") or "")
+    path = Path(url.removeprefix("sqlite:///"))
+    return path.resolve() if url.startswith("sqlite:///") and path.is_file() else None
+
+
+def load_studies(paths: list[Path], runs: list[Run]) -> dict[tuple[str, str], Study]:
+    """Every study in the optuna.db files below `paths` or above the runs, by (db, name)."""
+    import optuna
+    from optuna.distributions import FloatDistribution, IntDistribution
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dbs = {db.resolve() for p in paths for db in walk(p)[1]}
+    dbs |= {db for db in map(study_db, (r for r in runs if r.study)) if db}
+    studies = {}
+    for db in sorted(dbs):
+        storage = f"sqlite:///{db}"
+        try:
+            names = optuna.get_all_study_names(storage)
+            loaded = [optuna.load_study(study_name=n, storage=storage) for n in names]
+        except Exception as e:  # noqa: BLE001 - a broken study should not stop the report
+            warn(f"cannot open the Optuna studies in {db} ({type(e).__name__}: {e})")
+            continue
+        for study in loaded:
+            bounds = {
+                name: (float(d.low), float(d.high), d.log)
+                for t in study.trials
+                for name, d in t.distributions.items()
+                if isinstance(d, FloatDistribution | IntDistribution)
+            }
+            complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            importances, skipped = None, ""
+            try:
+                if complete < 2:
+                    raise ValueError(f"{complete} completed trial(s); at least 2 are needed")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    importances = optuna.importance.get_param_importances(study)
+            except Exception as e:  # noqa: BLE001 - e.g. no completed trials, no varying params
+                skipped = f"{type(e).__name__}: {e}"
+                warn(f"no parameter importances for study {study.study_name} in {db}: {skipped}")
+            key = (str(db), study.study_name)
+            studies[key] = Study(
+                study.study_name, db, len(study.trials), bounds, importances, skipped
+            )
+    return studies
+
+
+def edge_warnings(
+    runs: list[Run], keys: list[str], studies: dict[tuple[str, str], Study]
+) -> list[str]:
+    """Numeric keys for which one of the best runs (top 25%, 1 to 3 runs) lies within 5% of an
+    edge of the search space: the study's bounds for a trial, else the range of values tried
+    (when at least 3 distinct values were tried)."""
+    groups: dict[tuple[str, str] | None, list[Run]] = {}
+    for r in sort_runs([r for r in runs if r.score is not None]):
+        db = study_db(r) if r.study else None
+        group = (str(db), str(r.study.get("study"))) if db and r.study else None
+        groups.setdefault(group, []).append(r)
+    out = []
+    for group, members in groups.items():
+        study = studies.get(group) if group else None
+        top = members[: max(1, min(3, len(members) // 4))]
+        for key in keys:
+            tried = {r.config[key] for r in members if is_number(r.config.get(key))}
+            if study and key in study.bounds:
+                lo, hi, log = study.bounds[key]
+                where = f"study {study.name}'s search space [{lo:g}, {hi:g}]"
+            elif len(tried) >= 3:
+                lo, hi = min(tried), max(tried)
+                log = lo > 0 and hi / lo > 20
+                where = f"the values tried by runs outside a study [{lo:g}, {hi:g}]"
+            else:
+                continue
+            best = [r.config[key] for r in top if is_number(r.config.get(key))]
+            for edge, values in near_edges(best, lo, hi, log).items():
+                way = "downwards" if edge == "lower" else "upwards"
+                out.append(
+                    f"{key}: the best run(s) ({', '.join(f'{v:g}' for v in values)}) sit at the "
+                    f"{edge} edge of {where}; the optimum may lie beyond it: widen the range {way}."
+                )
+    return out
+
+
+def near_edges(values: list[float], lo: float, hi: float, log: bool) -> dict[str, list[float]]:
+    """Those of `values` within 5% of the range (of its logarithm for a log range) of each end."""
+    f = math.log10 if log and lo > 0 else float
+    if hi <= lo:
+        return {}
+    values = [v for v in values if v > 0 or f is float]
+    margin = 0.05 * (f(hi) - f(lo))
+    hits = {
+        "lower": [v for v in values if f(v) - f(lo) <= margin],
+        "upper": [v for v in values if f(hi) - f(v) <= margin],
+    }
+    return {edge: vs for edge, vs in hits.items() if vs}
+
+
+# ---- the HTML report
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def plain(text: str) -> str:
+    """Text matplotlib draws as is (a `$` would start mathtext)."""
+    return text.replace("$", r"\$")
+
+
+def read_d_means(path: Path) -> tuple[Any, Any, Any] | None:
+    """steps, d_real, d_fake from metrics.csv, block-averaged down to MAX_POINTS."""
+    import numpy as np
+
+    try:
+        with open(path, newline="") as f:
+            rows = []
+            for row in csv.DictReader(f):
+                try:  # a live run may have left half a line at the end
+                    rows.append((float(row["step"]), float(row["d_real"]), float(row["d_fake"])))
+                except (KeyError, TypeError, ValueError):
+                    continue
+    except OSError:
+        return None
+    if not rows:
+        return None
+    data = np.array(rows)
+    k = math.ceil(len(data) / MAX_POINTS)
+    if k > 1:
+        data = data[: len(data) // k * k].reshape(-1, k, 3).mean(axis=1)
+    return data[:, 0], data[:, 1], data[:, 2]
+
+
+def plot_d_means(runs: list[Run], eps: float) -> bytes | None:
+    curves = [(r, c) for r in runs if (c := read_d_means(r.path / "metrics.csv")) is not None]
+    if not curves:
+        return None
+    plt = pyplot()
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(12, 5))
+    colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    ax.axhspan(0, eps, color="grey", alpha=0.25, lw=0)
+    ax.axhspan(1 - eps, 1, color="grey", alpha=0.25, lw=0)
+    handles = [
+        Line2D([], [], color="black", label="D(x)"),
+        Line2D([], [], color="black", ls="--", label="D(G(z))"),
+        Line2D([], [], color="grey", alpha=0.4, lw=8, label=f"unhealthy (eps={eps:g})"),
+    ]
+    for i, (run, (steps, real, fake)) in enumerate(curves):
+        colour = colours(i % colours.N)
+        ax.plot(steps, real, color=colour, lw=0.8)
+        ax.plot(steps, fake, color=colour, lw=0.8, ls="--")
+        handles.append(Line2D([], [], color=colour, label=plain(clip(run.name, 40, True))))
+    ax.set(ylim=(0, 1), xlabel="step", ylabel="mean D output", title="D(x) and D(G(z))")
+    ax.legend(
+        handles=handles,
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        ncol=math.ceil(len(handles) / 30),
+    )
+    return figure_png(fig)
+
+
+def plot_scores(runs: list[Run], keys: list[str]) -> bytes | None:
+    """Score against each differing key: a scatter for numbers, a strip plot for the rest."""
+    import numpy as np
+
+    scored = [r for r in runs if r.score is not None]
+    panels = []
+    for key in keys:
+        present = [r.config[key] for r in scored if key in r.config]
+        if len({json.dumps(v, default=str) for v in present}) < 2:
+            continue  # it differs only in which runs have it: the schema note says so
+        # a missing number is left out; a missing category is a category of its own, "-"
+        numeric = all(is_number(v) for v in present)
+        pts = [(r.config.get(key, "-"), r.score) for r in scored if key in r.config or not numeric]
+        panels.append((key, pts))
+    if not panels:
+        return None
+    plt = pyplot()
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    jitter = np.random.default_rng(0)
+    for ax, (key, pts) in zip(axes.flat, panels, strict=False):
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        if all(is_number(x) for x in xs):
+            ax.scatter(xs, ys, s=20)
+            if min(xs) > 0 and max(xs) / min(xs) > 20:
+                ax.set_xscale("log")
+        else:
+            cats = sorted({fmt(x) for x in xs})
+            pos = [cats.index(fmt(x)) + jitter.uniform(-0.15, 0.15) for x in xs]
+            ax.scatter(pos, ys, s=20)
+            ax.set_xticks(range(len(cats)), [plain(clip(c, 14)) for c in cats], fontsize=7)
+            ax.set_xlim(-0.5, len(cats) - 0.5)
+        ax.set_title(plain(key), fontsize=9)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel("score")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def sample_image(run: Run) -> tuple[Path | None, str]:
+    """The final grid, else the latest one, with what it is."""
+    final = run.path / "samples" / "final.png"
+    if final.is_file():
+        return final, "final samples"
+    steps = sorted((run.path / "samples").glob("step_*.png"))
+    return (steps[-1], f"latest samples: {steps[-1].stem}") if steps else (None, "no samples yet")
+
+
+def img_tag(png: bytes, alt: str, cls: str = "") -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+STYLE = """body{font:14px system-ui,sans-serif;margin:24px;color:#222}
+table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #ddd;padding:3px 6px;
+text-align:left;white-space:nowrap}th{background:#f1f1f1;cursor:pointer}.scroll{overflow-x:auto}
+.warn{border:2px solid #d97706;background:#fff4e0;padding:8px 12px;margin:8px 0;border-radius:4px}
+.note{color:#555}.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));
+gap:12px}.card{margin:0;border:1px solid #ddd;border-radius:4px;padding:6px;font-size:12px;
+overflow-wrap:anywhere}.card img{width:100%;image-rendering:pixelated}.empty{height:150px;
+display:flex;align-items:center;justify-content:center;background:#f1f1f1;color:#888}
+img.chart{max-width:100%}.bar{background:#4c78a8;height:10px}
+.completed{color:#15803d}.collapsed,.failed{color:#b91c1c}"""
+# click a header to sort by that column
+SCRIPT = """document.querySelectorAll("table.sortable th").forEach((th, i) => th.onclick = () => {
+  const body = th.closest("table").tBodies[0];
+  const dir = (th.dataset.dir = th.dataset.dir === "d" ? "a" : "d") === "a" ? 1 : -1;
+  const rows = [...body.rows].sort((a, b) => {
+    const x = a.cells[i].textContent, y = b.cells[i].textContent;
+    const nx = parseFloat(x), ny = parseFloat(y);
+    return dir * (isNaN(nx) || isNaN(ny) ? x.localeCompare(y) : nx - ny);
+  });
+  body.append(...rows);
+});"""
+
+
+def write_html(
+    path: Path,
+    runs: list[Run],
+    keys: list[str],
+    studies: dict[tuple[str, str], Study],
+    notes: list[str],
+) -> None:
+    """One self-contained page; every value from a run folder goes through html.escape."""
+    e = html.escape
+    eps_values = [r.config["score.eps"] for r in runs if is_number(r.config.get("score.eps"))]
+    eps = eps_values[0] if eps_values else DEFAULT_EPS
+    if len(set(eps_values)) > 1:
+        notes = [
+            *notes,
+            f"score.eps differs between runs; the chart shades eps={eps:g} (the first run's)",
+        ]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>pumpgan: {len(runs)} runs</title>"
+    ]
+    out += [f"<style>{STYLE}</style></head><body><h1>pumpgan: {len(runs)} runs</h1>"]
+    generated = datetime.now().astimezone().isoformat(timespec="seconds")
+    out += [f"<p>{e(summary_line(runs))}</p><p class=note>generated {e(generated)}</p>"]
+    out += [f'<div class="warn">&#9888; {e(w)}</div>' for w in edge_warnings(runs, keys, studies)]
+    out += [f'<p class="note">{e(n)}</p>' for n in notes]
+
+    headers, rows = table_rows(runs, keys)
+    out.append('<h2>Runs</h2><div class="scroll"><table class="sortable"><thead><tr>')
+    out += [f"<th>{e(h)}</th>" for h in headers] + ["</tr></thead><tbody>"]
+    for row in rows:
+        cells = [
+            (f' class="{c}"' if h == "status" and c in STATUSES else "", c)
+            for h, c in zip(headers, row, strict=True)
+        ]
+        out.append("<tr>" + "".join(f"<td{cls}>{e(c)}</td>" for cls, c in cells) + "</tr>")
+    out.append("</tbody></table></div>")
+
+    out.append('<h2>Samples</h2><div class="cards">')
+    for r in runs:
+        image, what = sample_image(r)
+        try:
+            picture = img_tag(image.read_bytes(), f"{r.name}: {what}") if image else ""
+        except OSError:
+            picture, what = "", f"cannot read {image}"
+        command = "python run.py " + " ".join(r.overrides)
+        out.append(
+            f'<figure class="card">{picture or f"<div class=empty>{e(what)}</div>"}<figcaption>'
+            f"<b>{e(r.name)}</b><br>{e(r.status)}, score {e(num(r.score, '.4f'))}, {e(what)}"
+            f"<br><code>{e(command)}</code></figcaption></figure>"
+        )
+    out.append("</div>")
+
+    for title, png in (
+        ("Discriminator means", plot_d_means(runs, eps)),
+        ("Score against each parameter that differs", plot_scores(runs, keys)),
+    ):
+        out.append(f"<h2>{e(title)}</h2>")
+        out.append(img_tag(png, title, "chart") if png else "<p class=note>nothing to plot</p>")
+
+    for study in studies.values():
+        out.append(f"<h2>Parameter importances: study {e(study.name)}</h2>")
+        out.append(f"<p class=note>{e(str(study.db))}, {study.n_trials} trials</p>")
+        if not study.importances:
+            out.append(f"<p class=note>skipped: {e(study.skipped or 'no parameters')}</p>")
+            continue
+        out.append("<table><tr><th>parameter</th><th>importance</th><th></th></tr>")
+        for name, value in study.importances.items():
+            bar = f'<div class="bar" style="width:{200 * value:.0f}px"></div>'
+            out.append(f"<tr><td>{e(name)}</td><td>{value:.3f}</td><td>{bar}</td></tr>")
+        out.append("</table>")
+    out.append(f"<script>{SCRIPT}</script></body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out), encoding="utf-8")
+
+
+# ---- the command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser("python -m gan.compare", description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="*", type=Path, help="run or sweep folders (outputs/)")
+    parser.add_argument("--csv", type=Path, help="write the rows, all columns, to this CSV file")
+    parser.add_argument("--html", type=Path, help="write a self-contained HTML report here")
+    parser.add_argument("--sort", choices=("score", "name"), default="score", help="row order")
+    args = parser.parse_args(argv)
+    paths = args.paths or [Path("outputs")]
+
+    found: dict[Path, Run] = {}
+    for path in paths:
+        runs = find_runs([path])
+        if not runs:
+            print(f"not a run folder and holds none: {path}", file=sys.stderr)
+        found.update((r.path.resolve(), r) for r in runs)
+    if not found:
+        return 1
+    runs = sort_runs(list(found.values()), args.sort)
+    keys = differing_keys(runs)
+    notes = []
+    if partial := partial_keys(runs):
+        notes.append(f"only some runs have {', '.join(partial)} (shown as - where missing)")
+
+    print(format_table(runs, keys))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.csv:
+        write_csv(args.csv, runs, keys)
+        print(f"wrote {args.csv}")
+    if args.html:
+        write_html(args.html, runs, keys, load_studies(paths, runs), notes)
+        print(f"wrote {args.html}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
