@@ -48,6 +48,7 @@ class RunFolder:
         self.samples_dir = path / "samples"
         self.checkpoint_path = path / "checkpoints" / "last.pt"
         self.summary: dict[str, Any] = {}
+        self.tensorboard: Any = None  # a SummaryWriter once the run is created
 
     def check_new(self) -> None:
         if self.summary_path.exists():
@@ -67,6 +68,10 @@ class RunFolder:
             writer = csv.writer(f)
             writer.writerow(METRICS)
             writer.writerows(metrics_rows or [])
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tensorboard = SummaryWriter(log_dir=str(self.path / "tensorboard"))
+        self._log_scalars(metrics_rows or [])
         self.update_summary(**summary)
 
     def update_summary(self, **fields: Any) -> None:
@@ -80,18 +85,32 @@ class RunFolder:
     def append_metrics(self, rows: list[list[Any]]) -> None:
         with open(self.metrics_path, "a", newline="") as f:
             csv.writer(f).writerows(rows)
+        self._log_scalars(rows)
 
-    def save_samples(self, images: torch.Tensor, name: str) -> Path:
-        path = self.samples_dir / name
-        save_grid(images, path)
-        return path
+    def _log_scalars(self, rows: list[list[Any]]) -> None:
+        """The same rows as TensorBoard scalars (train/loss_d, train/d_real, ...)."""
+        for row in rows:
+            step = int(row[0])
+            for name, value in zip(METRICS[2:], row[2:], strict=True):
+                self.tensorboard.add_scalar(f"train/{name}", float(value), step)
+
+    def save_samples(self, images: torch.Tensor, step: int, name: str | None = None) -> None:
+        """samples/step_NNNNNN.png (or `name`), and the same grid as a TensorBoard image."""
+        grid = save_grid(images, self.samples_dir / (name or f"step_{step:06d}.png"))
+        self.tensorboard.add_image("samples", grid, step)
+
+    def close(self, score: float, step: int) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.add_scalar("score", score, step)
+            self.tensorboard.close()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2) -> None:
-    """Images (N, 3, H, W) in [-1, 1] as one PNG, `nrow` per row, on a black frame.
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+    """Images (N, 3, H, W) in [-1, 1] as one PNG, `nrow` per row, on a black frame; returns the
+    grid as a uint8 (3, H', W') tensor.
     (torchvision.utils.save_image does the same, but importing it costs seconds per run.)"""
     x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     n, _, h, w = x.shape
@@ -104,6 +123,7 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2)
         top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
         grid[:, top : top + h, left : left + w] = x[i]
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+    return grid
 
 
 def read_metrics(path: Path) -> dict[str, list[float]]:

@@ -226,7 +226,7 @@ def train(
     try:
         with redirect, sigterm_as_interrupt():
             if start_step == 0:
-                folder.save_samples(sample(gen, fixed_noise), "step_000000.png")
+                folder.save_samples(sample(gen, fixed_noise), 0)
             stop = tracker.collapsed_at is not None and cfg.score.stop_on_collapse
             while step < t.steps and not stop:
                 # ---- a batch: uint8 -> [-1, 1] -> augmented, all on the device
@@ -249,7 +249,7 @@ def train(
                     if collapsed:
                         log.warning("Collapse at step %d: %s", tracker.collapsed_at, tracker.reason)
                 if t.sample_every and step % t.sample_every == 0:
-                    folder.save_samples(sample(gen, fixed_noise), f"step_{step:06d}.png")
+                    folder.save_samples(sample(gen, fixed_noise), step)
                 if checkpoint_due:
                     checkpoint()
             flush()
@@ -357,7 +357,7 @@ def finish(
     quality = None
     try:
         final = sample(gen, fixed_noise)
-        folder.save_samples(final, "final.png")
+        folder.save_samples(final, step, "final.png")
         quality = sample_quality(final, images[: len(final)].cpu())
     except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
         log.warning("Could not write the final sample grid: %s", e)
@@ -384,6 +384,7 @@ def finish(
         quality=quality,
         finished_at=now_iso(),
     )
+    folder.close(score, step)
     log.info(
         "%s after %d/%d steps: score %.4f%s (%.1f s, %.0f img/s)",
         status,

@@ -55,6 +55,14 @@ def test_run_writes_the_whole_run_folder(tmp_path, cache_dir):
     state = torch.load(run / "checkpoints/last.pt", weights_only=True)
     assert {"gen", "disc", "opt_g", "opt_d", "step", "rng", "score"} <= state.keys()
     assert f"score {summary['score']:.4f}" in (run / "run.log").read_text()
+    # TensorBoard sees the same scalars and grids
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert len(events.Scalars("train/d_real")) == summary["steps_done"]
+    assert events.Scalars("score")[0].value == summary["score"]
+    assert [e.step for e in events.Images("samples")][:3] == [0, 10, 20]
 
 
 def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, cache_dir):

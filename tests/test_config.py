@@ -11,7 +11,8 @@ from gan.models import Discriminator, Generator
 
 from .conftest import CONF, run_cli
 
-OPTIONS = sorted((p.parent.name, p.stem) for p in CONF.glob("*/*.yaml"))
+OPTIONS = sorted((p.parent.name, p.stem) for p in CONF.glob("*/*.yaml") if p.parent.name != "sweep")
+SWEEPS = sorted(p.stem for p in (CONF.parent / "sweeps").glob("*.yaml"))
 
 
 def test_every_group_has_its_promised_options():
@@ -104,3 +105,27 @@ def test_cli_unknown_key_exits_nonzero_naming_it(tmp_path: Path):
     assert result.returncode == 1
     assert "Key 'gen_lrr' not in 'OptimConfig'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_every_study_composes_with_a_valid_search_space(name):
+    from hydra import compose, initialize_config_dir
+
+    from gan.sweep import TARGET, search_space
+
+    with initialize_config_dir(config_dir=str(CONF)):
+        cfg = compose(
+            "config", overrides=["hydra/sweeper=optuna", f"sweep={name}"], return_hydra_config=True
+        )
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_ == TARGET
+    assert sweeper.direction == "maximize"
+    assert sweeper.n_trials >= 1
+    space, _ = search_space([f"{k}={v}" for k, v in sweeper.params.items()])
+    assert space, "a study must search something"
+
+
+def test_studies_say_what_they_answer():
+    for name in SWEEPS:
+        head = (CONF.parent / "sweeps" / f"{name}.yaml").read_text().split("defaults:")[0]
+        assert "Question" in head or "study" in head, name
