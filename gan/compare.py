@@ -211,7 +211,16 @@ def num(v: Any, spec: str) -> str:
 def table_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by the terminal table and the HTML one."""
     extra = ["trial"] * any(r.study for r in runs) + ["note"] * any(r.note for r in runs)
-    columns = ["status", "score", "collapsed_at", "reason", "steps", "wall_s", "images/s"]
+    columns = [
+        "status",
+        "score",
+        "collapsed_at",
+        "reason",
+        "diversity",
+        "steps",
+        "wall_s",
+        "images/s",
+    ]
     headers = ["run", *keys, *columns, *extra]
     rows = []
     for r in runs:
@@ -219,7 +228,9 @@ def table_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[s
         steps = f"{num(s.get('steps_done'), '.0f')}/{num(s.get('steps'), '.0f')}"
         cells = [r.name, *(fmt(r.config[k]) if k in r.config else "-" for k in keys)]
         cells += [r.status, num(r.score, ".4f"), num(s.get("collapsed_at"), ".0f")]
-        cells += [str(s.get("reason") or "-"), steps if steps != "-/-" else "-"]
+        diversity = (s.get("quality") or {}).get("diversity")
+        cells += [str(s.get("reason") or "-"), num(diversity, ".2f")]
+        cells += [steps if steps != "-/-" else "-"]
         cells += [num(s.get("wall_s"), ".1f"), num(s.get("images_per_s"), ".0f")]
         cells += [{"trial": r.trial, "note": r.note}[c] for c in extra]
         rows.append(cells)

@@ -121,6 +121,10 @@ def test_every_study_composes_with_a_valid_search_space(name):
     assert sweeper._target_ == TARGET
     assert sweeper.direction == "maximize"
     assert sweeper.n_trials >= 1
+    # the study's own values win over conf/config.yaml's: a stable sweep folder to resume in
+    assert cfg.hydra.sweep.dir == f"outputs/sweeps/{sweeper.study_name}"
+    if name == "quick":
+        assert cfg.train.steps == 600 and cfg.model.gen_features == 8
     space, _ = search_space([f"{k}={v}" for k, v in sweeper.params.items()])
     assert space, "a study must search something"
 

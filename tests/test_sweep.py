@@ -75,6 +75,45 @@ def test_quick_sweep_records_every_trial(tmp_path, cache_dir):
     assert (sweep / "0" / "metrics.csv").read_bytes() == before
 
 
+def test_optuna_dashboard_opens_the_study(tmp_path):
+    """The README's `optuna-dashboard sqlite:///outputs/sweeps/NAME/optuna.db` sees the study."""
+    import socket
+    import urllib.request
+
+    db = tmp_path / "optuna.db"
+    study = optuna.create_study(study_name="quick", storage=f"sqlite:///{db}", direction="maximize")
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"optim.gen_lr": 1e-3},
+            distributions={"optim.gen_lr": optuna.distributions.FloatDistribution(1e-4, 1e-2)},
+            value=0.5,
+        )
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dashboard = Path(sys.executable).parent / "optuna-dashboard"
+    proc = subprocess.Popen(
+        [str(dashboard), f"sqlite:///{db}", "--port", str(port), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline, body = time.monotonic() + 60, ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies") as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.3)
+        studies = json.loads(body)["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["quick"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_killed_sweep_continues_to_its_total(tmp_path, cache_dir):
     sweep = tmp_path / "sweep"
     args = sweep_args(
