@@ -164,7 +164,8 @@ def train(
         initial=start_step,
         disable=not show_bar,
         unit="step",
-        dynamic_ncols=True,
+        # a terminal that reports no size (0 columns) gets 80, not an invisible bar
+        ncols=shutil.get_terminal_size().columns,
         leave=True,
     )
     plain_every = max(t.log_every, t.steps // 20)
@@ -192,12 +193,12 @@ def train(
         folder.append_metrics(rows)
         pending, last_flush_t = 0, now
         loss_d, loss_g, d_real, d_fake, _ = values[-1]
-        bar.update(step - bar.n)
         bar.set_postfix_str(
             f"loss_d {loss_d:.3f} loss_g {loss_g:.3f} D(x) {d_real:.3f} "
             f"D(G(z)) {d_fake:.3f} {images_per_s():.0f} img/s",
             refresh=False,
         )
+        bar.update(step - bar.n)
         if not show_bar and (step % plain_every < len(values) or step == t.steps):
             log.info(
                 "step %d/%d  loss_d %.3f  loss_g %.3f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s",
