@@ -21,10 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def sweep(model: str, trials: int, steps: int, parallel: bool, cache: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        args = [sys.executable, str(ROOT / "run.py"), "-m", "sweep=quick", f"model={model}",
-                f"hydra.sweeper.n_trials={trials}", f"train.steps={steps}",
-                "score.stop_on_collapse=false",  # every trial trains its whole budget
-                f"hydra.sweep.dir={tmp}/sweep", f"data.cache_dir={cache}"]
+        args = [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "-m",
+            "sweep=quick",
+            f"model={model}",
+            f"hydra.sweeper.n_trials={trials}",
+            f"train.steps={steps}",
+            "score.stop_on_collapse=false",  # every trial trains its whole budget
+            f"hydra.sweep.dir={tmp}/sweep",
+            f"data.cache_dir={cache}",
+        ]
         if parallel:
             args += ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"]
         start = time.perf_counter()

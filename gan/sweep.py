@@ -26,7 +26,7 @@ import os
 import socket
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -86,16 +86,18 @@ class StudySweeper(Sweeper):
         self.direction = getattr(direction, "name", direction)
         self.n_trials, self.n_jobs = n_trials, max(1, n_jobs)
         self.max_failure_rate = max_failure_rate
-        self.params = dict(params or {})
+        self.params: dict[str, Any] = {str(k): v for k, v in (params or {}).items()}
         self.lock = threading.Lock()
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(
+        launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
+        assert launcher is not None
+        self.launcher = launcher
         self.sweep_dir = Path(config.hydra.sweep.dir)
         self.study_name = study_name(config.hydra.sweeper)
         self.storage = storage_url(config.hydra.sweeper, str(self.sweep_dir))
@@ -169,6 +171,7 @@ class StudySweeper(Sweeper):
         self, study: optuna.Study, space: dict[str, BaseDistribution], fixed: dict[str, Any]
     ) -> None:
         allowed_failures = math.floor(self.max_failure_rate * self.n_trials)
+        assert self.launcher is not None
         while True:
             with self.lock:
                 if self.errors:
@@ -213,10 +216,10 @@ class StudySweeper(Sweeper):
     def _make_sampler(
         self, space: dict[str, BaseDistribution], done: int
     ) -> optuna.samplers.BaseSampler:
-        cfg = OmegaConf.create(OmegaConf.to_container(self.sampler_cfg))
+        cfg = cast(dict[str, Any], OmegaConf.to_container(self.sampler_cfg))
         if cfg.get("seed") is not None and done:
             # a continued study must not replay the seeded sampler's first suggestions
-            cfg.seed = cfg.seed + done
+            cfg["seed"] += done
         sampler = instantiate(cfg, _execution_whitelist_=("optuna.samplers.*",))
         if isinstance(sampler, functools.partial):  # GridSampler: its grid is the search space
             grid = {name: grid_choices(d) for name, d in space.items()}
