@@ -186,7 +186,14 @@ def partial_keys(runs: list[Run]) -> list[str]:
 def sort_runs(runs: list[Run], by: str = "score") -> list[Run]:
     if by == "name":
         return sorted(runs, key=lambda r: r.name)
-    return sorted(runs, key=lambda r: (r.score is None, -(r.score or 0.0), r.name))
+
+    # ties in score (often several runs at 1.0) are broken by sample diversity: a run whose
+    # samples all look alike has collapsed in a way the D means cannot show
+    def diversity(r: Run) -> float:
+        value = (r.summary.get("quality") or {}).get("diversity")
+        return float(value) if is_number(value) else -1.0
+
+    return sorted(runs, key=lambda r: (r.score is None, -(r.score or 0.0), -diversity(r), r.name))
 
 
 # ---- the table

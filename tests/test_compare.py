@@ -260,3 +260,21 @@ def test_cli(tree):
         f"trial_{n:04d}" for n in range(4)
     ]
     assert lines[-1].endswith("trial_0003 score 0.9500")
+
+
+def test_ties_in_score_are_broken_by_sample_diversity(tmp_path):
+    from gan.compare import Run
+
+    def run(name: str, score: float | None, diversity: float | None) -> Run:
+        quality = None if diversity is None else {"diversity": diversity}
+        return Run(tmp_path / name, {"score": score, "quality": quality}, {})
+
+    runs = [
+        run("a_single_image", 1.0, 0.1),
+        run("b_varied", 1.0, 0.8),
+        run("c_none", 1.0, None),
+        run("d_collapsed", 0.2, 0.9),
+        run("e_running", None, None),
+    ]
+    order = [r.path.name for r in sort_runs(runs)]
+    assert order == ["b_varied", "a_single_image", "c_none", "d_collapsed", "e_running"]
