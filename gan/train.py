@@ -118,7 +118,7 @@ def train(
         },
         carried_rows,
     )
-    if hasattr(torch, "compile") and cfg.hardware.compile:
+    if cfg.hardware.compile:
         gen_step = cast(torch.nn.Module, torch.compile(gen))
         disc_step = cast(torch.nn.Module, torch.compile(disc))
     else:
