@@ -15,6 +15,7 @@ import platform
 import random
 import shutil
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gan.config import HardwareConfig, UserError, validate
+from gan.config import HardwareConfig, ModelConfig, UserError, validate
 from gan.data import BatchSampler, augment, load_images
 from gan.models import Discriminator, Generator, init_weights, num_params
 from gan.runfolder import RunFolder, load_checkpoint, now_iso, plot_curves, read_metrics
@@ -53,7 +54,7 @@ def train(
     folder = RunFolder(run_dir)
     folder.check_new()
     t, m = cfg.train, cfg.model
-    device, bf16 = pick_hardware(cfg.hardware)
+    device, bf16, channels_last, timings = pick_hardware(cfg.hardware, m, t.batch_size)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     resume_state = load_checkpoint(Path(cfg.resume)) if cfg.resume else None
     seed_everything(cfg.seed)
@@ -66,7 +67,7 @@ def train(
     gen, disc = Generator(m).to(device), Discriminator(m).to(device)
     init_weights(gen)
     init_weights(disc)
-    memory_format = torch.channels_last if cfg.hardware.channels_last else torch.preserve_format
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
     gen.to(memory_format=memory_format)
     disc.to(memory_format=memory_format)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
@@ -110,6 +111,9 @@ def train(
             "resumed_from": str(cfg.resume) if cfg.resume else None,
             "device": str(device),
             "precision": "bf16" if bf16 else "fp32",
+            "channels_last": channels_last,
+            # seconds per step of each setting that hardware.precision=auto timed before choosing
+            "precision_timings": timings,
             "threads": torch.get_num_threads(),
             "params": {"gen": num_params(gen), "disc": num_params(disc)},
             "data": {"name": cfg.data.name, "num_images": len(images)},
@@ -414,8 +418,11 @@ def sample_quality(fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     return {"diversity": round(diversity, 4), "colour_gap": round(colour_gap, 4)}
 
 
-def pick_hardware(cfg: HardwareConfig) -> tuple[torch.device, bool]:
-    """The device, and whether to run G and D under bf16 autocast."""
+def pick_hardware(
+    cfg: HardwareConfig, model: ModelConfig, batch_size: int
+) -> tuple[torch.device, bool, bool, dict[str, float]]:
+    """The device, bf16 autocast or not, channels-last or not, and the timings behind an
+    automatic choice (seconds per step, empty when nothing was timed)."""
     name = cfg.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -429,8 +436,53 @@ def pick_hardware(cfg: HardwareConfig) -> tuple[torch.device, bool]:
         torch.backends.cudnn.benchmark = True
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    return device, bf16
+    if cfg.precision != "auto":
+        return device, cfg.precision == "bf16", cfg.channels_last, {}
+    if device.type == "cuda":
+        return device, True, True, {}
+    bf16, channels_last, timings = fastest_cpu_setting(model, batch_size)
+    return device, bf16, channels_last, timings
+
+
+def fastest_cpu_setting(m: ModelConfig, batch_size: int) -> tuple[bool, bool, dict[str, float]]:
+    """fp32 or bf16 channels-last, whichever trains this model faster on this CPU: a few steps of
+    throwaway nets on random data (a second or two), outside the run's random stream. bf16 only
+    where the CPU computes it natively (AVX512-BF16 or AMX); see tests/test_train.py for why it
+    is safe (same scores and D means as fp32)."""
+    if not cpu_has_bf16():
+        return False, False, {}
+    timings = {}
+    with torch.random.fork_rng(devices=[]):
+        for name, bf16, memory_format in (
+            ("fp32", False, torch.preserve_format),
+            ("bf16_channels_last", True, torch.channels_last),
+        ):
+            gen, disc = Generator(m).to(memory_format=memory_format), Discriminator(m)
+            disc.to(memory_format=memory_format)
+            opt_g = torch.optim.Adam(gen.parameters(), foreach=True)
+            opt_d = torch.optim.Adam(disc.parameters(), foreach=True)
+            real = torch.rand(batch_size, 3, m.image_size, m.image_size) * 2 - 1
+            real = real.contiguous(memory_format=memory_format)
+            noise = torch.randn(batch_size, m.dim_z, 1, 1)
+            ones, zeros = torch.ones(batch_size), torch.zeros(batch_size)
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+            per_step = []
+            for _ in range(5):  # the first two warm oneDNN up and are not counted
+                start = time.perf_counter()
+                with autocast:
+                    train_step(gen, disc, opt_g, opt_d, real, noise, ones, zeros).sum().item()
+                per_step.append(time.perf_counter() - start)
+            timings[name] = round(statistics.median(per_step[2:]), 5)
+    bf16 = timings["bf16_channels_last"] < timings["fp32"]
+    return bf16, bf16, timings
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def seed_everything(seed: int) -> None:
