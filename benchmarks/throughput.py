@@ -10,8 +10,8 @@ other, their order alternating per round), it measures training images/s of
   once as 128 px PNG files, so that Resize(64) does real work as on the article's photos;
 - pumpgan: `gan.train.train()`, what `run.py` calls, composed with `model=seed` at the same
   width, plus `--pumpgan-overrides` (default `hardware.precision=bf16
-  hardware.channels_last=true`, the fastest CPU setting; `--pumpgan-overrides
-  hardware.precision=fp32` measures fp32),
+  hardware.channels_last=true`, the fastest setting on a CPU with native bf16;
+  `--pumpgan-overrides hardware.precision=fp32` measures fp32),
 
 both on the same pumpkins at 64 px, batch 128. Both are timed after their first `--warmup`
 steps (model construction, worker start-up and the first oneDNN primitives excluded); the
@@ -22,9 +22,12 @@ median images/s over rounds, the median of the per-round ratios, the achieved GF
 channels-last peak of G's middle layer (ConvTranspose2d(16W, 8W, 4, 2, 1), forward + backward,
 batch 128), and the peak RSS of each loop, measured in a child process.
 
-    uv run python benchmarks/throughput.py            # widths 16 32 64, 3 rounds
+    uv run python benchmarks/throughput.py            # widths 16 32 64, 3 rounds (see below)
     uv run python benchmarks/throughput.py --quick    # width 16, 1 round, 6 steps: about a minute
     uv run python benchmarks/throughput.py --sweep [--quick]
+
+The default run takes about half an hour on 2 cores, most of it at width 64 (1.4 TFLOP per
+step: some 10 s per baseline step); `--widths 16 32` or `--rounds 1` for less.
 
 `--sweep` runs the quick study (`run.py -m sweep=quick`) with and without
 `score.stop_on_collapse` and prints the steps trained, the wall times and the compute saved.
@@ -67,7 +70,7 @@ sys.path.insert(0, str(ROOT))  # `gan` is not installed; it imports from the che
 from gan import pumpkins  # noqa: E402
 from gan.data import augment, load_images  # noqa: E402
 from gan.models import Discriminator, Generator, init_weights  # noqa: E402
-from gan.train import pick_hardware, train, train_step  # noqa: E402
+from gan.train import train, train_step  # noqa: E402
 
 BATCH, IMAGE_SIZE, PNG_SIZE = 128, 64, 128
 LOOPS = ("baseline", "pumpgan")
@@ -204,38 +207,45 @@ def seed_loop_step(
 
 
 def measure_baseline(width: int, root: Path, steps: int, warmup: int, out_dir: Path) -> float:
-    """Images/s of the article's loop over steps warmup+1..steps."""
+    """Images/s of the article's loop over steps warmup+1..steps; its prints and saves go to
+    `out_dir`."""
     s, dataloader = seed_loop(width), get_dataloader(root)
     iters, images, t_start, t0 = 0, 0, 0.0, time.time()
-    while iters < steps:  # the article's `for epoch in range(num_epochs)`
-        for ii, data in enumerate(dataloader, 0):
-            real_cpu = data[0]
-            disc_loss, gen_loss, *means = seed_loop_step(s, real_cpu)
-            if ii % DISP_EVERY == 0:  # batch 0 of every epoch of fewer than 100 batches
-                noise = torch.randn(real_cpu.size(0), DIM_Z, 1, 1)
-                disc_gen_z3 = s.disc_net(s.gen_net(noise)).view(-1).mean().item()
-                # the article prints this line; the benchmark formats it and drops it
-                _ = f"{iters} {time.time() - t0:.3f} s | {disc_loss.item():.3e} " + " ".join(
-                    f"{v:.3e}" for v in [gen_loss.item(), *means, disc_gen_z3]
-                )
-            s.disc_losses.append(disc_loss.item())
-            s.gen_losses.append(gen_loss.item())
-            if iters % SAVE_EVERY == 0:
-                with torch.no_grad():
-                    fake = s.gen_net(s.fixed_noise).detach().cpu()
-                s.img_list.append(vutils.make_grid(fake, padding=2, normalize=True).numpy())
-                np.save(out_dir / "gen_images.npy", s.img_list)
-                np.save(out_dir / "gen_losses.npy", s.gen_losses)
-                np.save(out_dir / "disc_losses.npy", s.disc_losses)
-                torch.save(s.gen_net.state_dict(), out_dir / "generator.h5")
-                torch.save(s.disc_net.state_dict(), out_dir / "discriminator.h5")
-            iters += 1
-            images += real_cpu.size(0)
-            if iters == warmup:
-                t_start, images = time.perf_counter(), 0
-            if iters == steps:
-                break
+    with open(out_dir / "train.log", "w") as log:
+        while iters < steps:  # the article's `for epoch in range(num_epochs)`
+            for ii, data in enumerate(dataloader, 0):
+                real_cpu = data[0]
+                disc_loss, gen_loss, *means = seed_loop_step(s, real_cpu)
+                # `ii` counts batches within an epoch: with fewer than 100 batches per epoch
+                # (2,000 images), the display pass runs at the start of every epoch
+                if ii % DISP_EVERY == 0:
+                    noise = torch.randn(real_cpu.size(0), DIM_Z, 1, 1)
+                    disc_gen_z3 = s.disc_net(s.gen_net(noise)).view(-1).mean().item()
+                    values = [disc_loss.item(), gen_loss.item(), *means, disc_gen_z3]
+                    print(iters, f"{time.time() - t0:.3f}", *(f"{v:.3e}" for v in values), file=log)
+                s.disc_losses.append(disc_loss.item())
+                s.gen_losses.append(gen_loss.item())
+                if iters % SAVE_EVERY == 0:
+                    save_progress(s, out_dir)
+                iters += 1
+                images += real_cpu.size(0)
+                if iters == warmup:
+                    t_start, images = time.perf_counter(), 0
+                if iters == steps:
+                    break
     return images / (time.perf_counter() - t_start)
+
+
+def save_progress(s: SeedLoop, out_dir: Path) -> None:
+    """The article's every-`save_every` grid of fixed-noise samples, losses and weights."""
+    with torch.no_grad():
+        fake = s.gen_net(s.fixed_noise).detach().cpu()
+    s.img_list.append(vutils.make_grid(fake, padding=2, normalize=True).numpy())
+    np.save(out_dir / "gen_images.npy", s.img_list)
+    np.save(out_dir / "gen_losses.npy", s.gen_losses)
+    np.save(out_dir / "disc_losses.npy", s.disc_losses)
+    torch.save(s.gen_net.state_dict(), out_dir / "generator.h5")
+    torch.save(s.disc_net.state_dict(), out_dir / "discriminator.h5")
 
 
 # ---- (b) pumpgan, through gan.train.train as run.py calls it
@@ -254,13 +264,16 @@ def pumpgan_cfg(
         return compose("config", overrides=[*fixed, *overrides])
 
 
-def measure_pumpgan(cfg: DictConfig, run_dir: Path) -> float:
-    """Images/s from metrics.csv, from the end of the first read-back chunk to the last step."""
+def measure_pumpgan(cfg: DictConfig, run_dir: Path) -> tuple[float, str]:
+    """Images/s from metrics.csv, from the end of the first read-back chunk to the last step,
+    and the precision and layout the run used (from summary.json)."""
     train(cfg, run_dir, progress_bar=False)
     with open(run_dir / "metrics.csv", newline="") as f:
         time_s = {int(r["step"]): float(r["time_s"]) for r in csv.DictReader(f)}
     first, last = cfg.train.log_every, max(time_s)
-    return (last - first) * cfg.train.batch_size / (time_s[last] - time_s[first])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    used = summary["precision"] + (" channels-last" if summary.get("channels_last") else "")
+    return (last - first) * cfg.train.batch_size / (time_s[last] - time_s[first]), used
 
 
 # ---- FLOPs, the conv peak, peak RSS
@@ -270,9 +283,10 @@ def baseline_step(width: int) -> Callable[[], object]:
 
 
 def pumpgan_step(cfg: DictConfig) -> Callable[[], object]:
-    """What train() runs each step: batch scaling, augment, train_step, with its settings."""
-    device, bf16 = pick_hardware(cfg.hardware)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    """What train() runs each step on the CPU: batch scaling, augment, train_step (precision and
+    layout as set in the config; they do not change the FLOPs)."""
+    bf16 = cfg.hardware.precision == "bf16"
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
     fmt = torch.channels_last if cfg.hardware.channels_last else torch.preserve_format
     gen, disc = Generator(cfg.model), Discriminator(cfg.model)
     for net in (gen, disc):
@@ -286,9 +300,9 @@ def pumpgan_step(cfg: DictConfig) -> Callable[[], object]:
 
     def step() -> torch.Tensor:
         real = augment(images.float().div_(127.5).sub_(1), cfg.augment)
+        real = real.contiguous(memory_format=fmt)
         noise = torch.randn(BATCH, cfg.model.dim_z, 1, 1)
         with autocast:
-            real = real.contiguous(memory_format=fmt)
             return train_step(gen, disc, opt_g, opt_d, real, noise, ones, zeros)
 
     return step
@@ -300,7 +314,7 @@ def flops_per_step(step: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def conv_peak(width: int, bf16: bool, reps: int = 3) -> float:
+def conv_peak(width: int, bf16: bool, reps: int = 5) -> float:
     """GFLOP/s of G's middle layer, forward + backward at batch 128: the best of `reps` runs
     after two untimed ones."""
     layer = nn.ConvTranspose2d(16 * width, 8 * width, 4, 2, 1, bias=False)
@@ -393,6 +407,8 @@ def table_row(
 
 
 def benchmark(args: argparse.Namespace) -> None:
+    ips: dict[int, dict[str, list[float]]] = {w: {loop: [] for loop in LOOPS} for w in args.widths}
+    used = ""  # pumpgan's precision and layout, as its summary.json records them
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         write_pngs(args.images, data / "images" / "jacks")
@@ -403,28 +419,24 @@ def benchmark(args: argparse.Namespace) -> None:
             for w in args.widths
         }
         load_images(cfgs[args.widths[0]].data, IMAGE_SIZE)  # pumpgan's cache, built once
-        ips: dict[int, dict[str, list[float]]] = {
-            w: {loop: [] for loop in LOOPS} for w in args.widths
-        }
         for r in range(args.rounds):
             for w in args.widths:
                 for loop in LOOPS if r % 2 == 0 else LOOPS[::-1]:
-                    out = data / f"round{r}-w{w}-{loop}"
-                    out.mkdir()
-                    if loop == "baseline":
-                        value = measure_baseline(w, data / "images", args.steps, args.warmup, out)
-                    else:
-                        value = measure_pumpgan(cfgs[w], out / "run")
+                    with tempfile.TemporaryDirectory() as out:
+                        if loop == "baseline":
+                            value = measure_baseline(
+                                w, data / "images", args.steps, args.warmup, Path(out)
+                            )
+                        else:
+                            value, used = measure_pumpgan(cfgs[w], Path(out) / "run")
                     ips[w][loop].append(value)
-                    print(
-                        f"round {r + 1}, width {w}, {loop}: {value:.1f} images/s", file=sys.stderr
-                    )
+                    print(f"round {r + 1}, width {w}, {loop}: {value:.1f} img/s", file=sys.stderr)
         rows = [table_row(w, ips[w], cfgs[w], args, data) for w in args.widths]
     print(machine())
     print(
         f"batch {BATCH}, {IMAGE_SIZE} px, {args.images} built-in pumpkins, {args.steps} steps "
         f"of which the first {args.warmup} are not timed, {args.rounds} round(s); pumpgan: "
-        f"model=seed hardware=cpu {' '.join(args.pumpgan_overrides)}\n"
+        f"model=seed hardware=cpu {' '.join(args.pumpgan_overrides)} (ran {used})\n"
     )
     print(
         "| width | baseline img/s | pumpgan img/s | pumpgan/baseline | GFLOP/step base / pump "
