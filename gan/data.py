@@ -226,7 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = DataConfig(
         name="folder" if args.root else "pumpkins", root=args.root, cache_dir=args.cache_dir
     )
-    images = load_images(cfg, args.size)[: args.num]
+    try:
+        images = load_images(cfg, args.size)[: args.num]
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
     save_grid(images.float() / 127.5 - 1, Path(args.out))
     print(f"{args.out}: {len(images)} of {cfg.name} images at {args.size} px")
 
