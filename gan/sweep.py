@@ -123,7 +123,7 @@ class StudySweeper(Sweeper):
             load_if_exists=True,
         )
         requeued = fail_stale_trials(study)
-        finished = count(study, TrialState.COMPLETE, TrialState.PRUNED)
+        finished = trials_used(study)
         log.info(
             "Study %r in %s: %d of %d trials done%s; sweep folder %s",
             self.study_name,
@@ -152,20 +152,51 @@ class StudySweeper(Sweeper):
             fixed["hardware.threads"] = max(1, (os.cpu_count() or 1) // n_jobs)
         self.failures = 0
         self.errors: list[BaseException] = []
+        self.stopping = False
+        if n_jobs == 1:
+            # in this thread, so that Ctrl-C reaches a trial that runs in-process (basic
+            # launcher): it checkpoints, and the trial is failed and queued again
+            self._worker(study, space, fixed)
+        else:
+            self._run_workers(n_jobs, study, space, fixed)
+        write_trials_csv(study, self.sweep_dir / "trials.csv")
+        self._report_end(study)
+        if self.errors:
+            raise self.errors[0]
+
+    def _run_workers(
+        self,
+        n_jobs: int,
+        study: optuna.Study,
+        space: dict[str, BaseDistribution],
+        fixed: dict[str, Any],
+    ) -> None:
+        """n_jobs threads, each launching one trial at a time (out of process). Ctrl-C: no new
+        trials, wait for the running ones (which get the signal too); Ctrl-C again: leave now,
+        and the next start fails and requeues what is left RUNNING."""
         workers = [
             threading.Thread(
-                target=self._worker, args=(study, space, fixed), name=f"trial-worker-{i}"
+                target=self._worker,
+                args=(study, space, fixed),
+                daemon=True,
+                name=f"trial-worker-{i}",
             )
             for i in range(n_jobs)
         ]
         for w in workers:
             w.start()
-        for w in workers:
-            w.join()
-        write_trials_csv(study, self.sweep_dir / "trials.csv")
-        self._report_end(study)
-        if self.errors:
-            raise self.errors[0]
+        try:
+            for w in workers:
+                w.join()
+        except KeyboardInterrupt:
+            self.stopping = True
+            log.warning(
+                "Interrupted: no new trials; waiting for the running ones to end "
+                "(Ctrl-C again to leave them)"
+            )
+            for w in workers:
+                w.join()
+            raise
 
     def _worker(
         self, study: optuna.Study, space: dict[str, BaseDistribution], fixed: dict[str, Any]
@@ -174,10 +205,9 @@ class StudySweeper(Sweeper):
         assert self.launcher is not None
         while True:
             with self.lock:
-                if self.errors:
+                if self.errors or self.stopping:
                     return
-                active = count(study, TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-                if active >= self.n_trials:
+                if trials_used(study) >= self.n_trials:
                     return
                 trial = study.ask(space)
                 trial.set_user_attr(OWNER, owner())
@@ -187,14 +217,25 @@ class StudySweeper(Sweeper):
             try:
                 (ret,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
                 score, error = float(ret.return_value), None
+            except KeyboardInterrupt:
+                with self.lock:
+                    requeue(study, trial.number, reason="interrupted")
+                    write_trials_csv(study, self.sweep_dir / "trials.csv")
+                if threading.current_thread() is threading.main_thread():
+                    raise
+                return  # a worker thread: the main thread is already stopping the sweep
             except Exception as e:  # noqa: BLE001 - any failure of a trial is that trial's
                 score, error = None, e
             with self.lock:
+                if error is not None and self.stopping:  # ended by the Ctrl-C, not failed
+                    requeue(study, trial.number, reason="interrupted")
+                    write_trials_csv(study, self.sweep_dir / "trials.csv")
+                    return
                 if error is None and score is not None and math.isfinite(score):
-                    study.tell(trial.number, score)
+                    tell(study, trial.number, score)
                     self._report_trial(study, trial.number, score)
                 else:
-                    study.tell(trial.number, state=TrialState.FAIL)
+                    tell(study, trial.number, None)
                     self.failures += 1
                     log.warning(
                         "trial %d failed (%d of %d allowed failures): %s",
@@ -308,15 +349,35 @@ def fail_stale_trials(study: optuna.Study) -> int:
         t_host, _, pid = str(t.user_attrs.get(OWNER, "")).rpartition(":")
         if t_host != host or (pid.isdigit() and pid_alive(int(pid))):
             continue
-        study._storage.set_trial_user_attr(t._trial_id, "stale", True)
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        requeue(study, t.number, reason="stale")
         mark_killed(Path(t.user_attrs.get("run_dir", "")))
         log.warning(
             "trial %d was left RUNNING by a killed sweep: marked failed, queued again", t.number
         )
         stale += 1
     return stale
+
+
+def tell(study: optuna.Study, number: int, score: float | None) -> None:
+    """Record a trial's score (None: failed). The grid sampler calls Study.stop() once its grid
+    is done, which raises outside Study.optimize; the sweep stops by its n_trials anyway."""
+    try:
+        if score is None:
+            study.tell(number, state=TrialState.FAIL)
+        else:
+            study.tell(number, score)
+    except RuntimeError as e:
+        if "Study.stop" not in str(e):
+            raise
+
+
+def requeue(study: optuna.Study, number: int, reason: str) -> None:
+    """Fail a trial that did not get to finish (`reason` set as a user attribute, so it counts
+    against no failure budget) and queue its parameters again."""
+    trial = study.trials[number]
+    study._storage.set_trial_user_attr(trial._trial_id, reason, True)
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": number}, skip_if_exists=False)
 
 
 def mark_killed(run_dir: Path) -> None:
@@ -338,6 +399,19 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def trials_used(study: optuna.Study) -> int:
+    """Trials that count toward n_trials: finished, failed, or running (here or on another
+    machine), but not those a kill or Ctrl-C cut short, whose parameters run again."""
+    return sum(
+        t.state != TrialState.WAITING
+        and not (
+            t.state == TrialState.FAIL
+            and ("stale" in t.user_attrs or "interrupted" in t.user_attrs)
+        )
+        for t in study.get_trials(deepcopy=False)
+    )
 
 
 def count(study: optuna.Study, *states: TrialState) -> int:

@@ -261,3 +261,40 @@ def test_parallel_trials_split_the_cores(tmp_path, cache_dir):
     assert states(load(sweep, "quick")) == ["COMPLETE", "COMPLETE"]
     expected = max(1, (os.cpu_count() or 1) // 2)
     assert [summary(sweep / n)["threads"] for n in ("0", "1")] == [expected, expected]
+
+
+def test_ctrl_c_stops_the_sweep_and_queues_the_trial_again(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    args = sweep_args(
+        sweep,
+        cache_dir,
+        "sweep=quick",
+        "hydra.sweeper.n_trials=3",
+        "train.steps=100000",
+        "model=tiny",
+    )
+    # its own process group, as a terminal's Ctrl-C signals the whole foreground group
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    started = sweep / "0" / "summary.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+        started.exists() and summary(sweep / "0")["steps_done"] > 0
+    ):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) != 0
+    study = load(sweep, "quick")
+    assert [(t.state, t.user_attrs.get("retry_of")) for t in study.trials] == [
+        (TrialState.FAIL, None),
+        (TrialState.WAITING, 0),
+    ]
+    assert study.trials[0].user_attrs["interrupted"]
+    assert summary(sweep / "0")["status"] == "interrupted"
+    assert (sweep / "0" / "checkpoints" / "last.pt").is_file()
