@@ -39,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from gan.runfolder import atomic_write
+from gan.runfolder import RunFolder, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -382,13 +382,10 @@ def requeue(study: optuna.Study, number: int, reason: str) -> None:
 
 def mark_killed(run_dir: Path) -> None:
     """A run folder whose summary still says `running` after its sweep was killed."""
-    summary = read_summary(run_dir)
-    if summary.get("status") == "running":
-        summary.update(status="interrupted", error="killed together with its sweep process")
-        atomic_write(
-            run_dir / "summary.json",
-            lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"),
-        )
+    folder = RunFolder(run_dir)
+    folder.summary = read_summary(run_dir)
+    if folder.summary.get("status") == "running":
+        folder.update_summary(status="interrupted", error="killed together with its sweep process")
 
 
 def pid_alive(pid: int) -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,25 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.Co
         text=True,
         timeout=timeout,
     )
+
+
+def start_cli(*args: str, **popen: object) -> subprocess.Popen:
+    """`python run.py ARGS` in the background, for tests that interrupt or kill it."""
+    return subprocess.Popen(  # type: ignore[call-overload]
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        **popen,
+    )
+
+
+def wait_for_steps(run_dir: Path, steps: int, timeout: float = 120) -> None:
+    """Until the run in `run_dir` has read back at least `steps` steps (or `timeout` passes)."""
+    summary = run_dir / "summary.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if summary.exists() and json.loads(summary.read_text())["steps_done"] >= steps:
+            return
+        time.sleep(0.1)

@@ -1,16 +1,12 @@
 """run.py end to end in a subprocess, as a user runs it: the run folder and its contracts."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
 
-from .conftest import ROOT, TINY, run_cli
+from .conftest import TINY, run_cli, start_cli, wait_for_steps
 
 SUMMARY_FIELDS = {
     "status",
@@ -74,20 +70,8 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, cache_dir):
         f"data.cache_dir={cache_dir}",
         f"hydra.run.dir={run}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until it has trained a few read-backs
-        summary_path = run / "summary.json"
-        if summary_path.exists() and json.loads(summary_path.read_text())["steps_done"] >= 20:
-            break
-        time.sleep(0.2)
+    proc = start_cli(*args)
+    wait_for_steps(run, 20)  # a few read-backs
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode != 0

@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from .conftest import ROOT, run_cli
+from .conftest import run_cli, start_cli, wait_for_steps
 
 pytestmark = pytest.mark.slow
 
@@ -119,16 +119,8 @@ def test_killed_sweep_continues_to_its_total(tmp_path, cache_dir):
     args = sweep_args(
         sweep, cache_dir, "sweep=quick", "hydra.sweeper.n_trials=3", "train.steps=150", "model=tiny"
     )
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    deadline = time.monotonic() + 180
-    while not (sweep / "1" / "summary.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    proc = start_cli(*args)
+    wait_for_steps(sweep / "1", 0, timeout=180)  # trial 1 has started
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     first = (sweep / "0" / "metrics.csv").read_bytes()
@@ -274,20 +266,8 @@ def test_ctrl_c_stops_the_sweep_and_queues_the_trial_again(tmp_path, cache_dir):
         "model=tiny",
     )
     # its own process group, as a terminal's Ctrl-C signals the whole foreground group
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    started = sweep / "0" / "summary.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (
-        started.exists() and summary(sweep / "0")["steps_done"] > 0
-    ):
-        time.sleep(0.2)
+    proc = start_cli(*args, start_new_session=True)
+    wait_for_steps(sweep / "0", 1)
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) != 0
     study = load(sweep, "quick")
