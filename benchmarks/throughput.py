@@ -293,8 +293,8 @@ def pumpgan_step(cfg: DictConfig) -> Callable[[], object]:
         init_weights(net)
         net.to(memory_format=fmt)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, foreach=True)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, foreach=True)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, fused=True)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, fused=True)
     images = torch.randint(0, 256, (BATCH, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     ones, zeros = torch.ones(BATCH), torch.zeros(BATCH)
 

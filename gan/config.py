@@ -124,6 +124,11 @@ class ScoreConfig:
     patience: int = 50
     # stop training at the collapse (saves the rest of the budget)
     stop_on_collapse: bool = True
+    # 0: off (the score of DESIGN.md). > 0: a run that the D means did not collapse, but whose
+    # fixed-noise sample grids stay less varied than this (1.0 = as varied as the data) from
+    # some sample point to the end, collapses there: catches one-image and nothing-learned
+    # runs, which the D means cannot see (gan/score.py)
+    min_diversity: float = 0.0
 
 
 @dataclass
@@ -216,6 +221,12 @@ def validate(cfg: DictConfig | Config) -> None:
     )
     check("score", "eps", lambda v: 0 < v < 0.5, "use a number in (0, 0.5)")
     check("score", "patience", *positive_int)
+    check(
+        "score",
+        "min_diversity",
+        lambda v: math.isfinite(v) and v >= 0,
+        "use 0 (off) or a sample diversity > 0, e.g. 0.2",
+    )
     if problems:
         raise UserError(
             "Invalid config: " + "; ".join(problems) + ". Fix it with KEY=VALUE on the command "

@@ -5,6 +5,14 @@ A step is healthy when both discriminator means, D(x) and D(G(z)) (before D's up
 unhealthy steps; a NaN or inf loss collapses at once. The score is collapsed_at / steps, or 1.0
 for a run that never collapses: the fraction of the budget during which D neither won nor lost
 outright.
+
+One extension, off by default (`score.min_diversity` = 0): the D means cannot see a G that makes
+one image, or nothing, while D stays unsure (both are common at 1.0 in a wide learning-rate
+study). With min_diversity > 0 the fixed-noise sample grids (step 0, every sample_every steps,
+the final one) are checked too: a run whose D means never collapsed, but whose grids stay less
+varied than min_diversity (relative to the data, see gan.train.sample_quality) from some sample
+point to the end of training, collapses at that sample point (at 0 if they never varied). It is
+known only when training ends, so it never stops a run early.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ class ScoreTracker:
     run_length: int = 0  # consecutive unhealthy steps ending at the last step seen
     collapsed_at: int | None = None
     reason: str | None = None
+    min_diversity: float = 0.0
+    low_since: int | None = None  # first sample point of the current low-diversity stretch
+    last_diversity: float | None = None
 
     def update(self, step: int, d_real: float, d_fake: float, losses: Iterable[float] = ()) -> bool:
         """Account for step `step` (1-based); return True when this step is the collapse."""
@@ -49,6 +60,25 @@ class ScoreTracker:
             self.reason = " and ".join(sides) + f" for {self.patience} steps"
             return True
         return False
+
+    def sample(self, step: int, diversity: float) -> None:
+        """Account for the sample grid at `step` (0: before training)."""
+        self.last_diversity = diversity
+        if diversity >= self.min_diversity:
+            self.low_since = None
+        elif self.low_since is None:
+            self.low_since = step
+
+    def end_of_training(self) -> bool:
+        """Apply the diversity rule once training has ended; True if it makes the collapse."""
+        if self.min_diversity <= 0 or self.low_since is None or self.collapsed_at is not None:
+            return False
+        self.collapsed_at = self.low_since
+        self.reason = (
+            f"sample diversity < {self.min_diversity} from step {self.low_since} to the end "
+            f"(last {self.last_diversity:.3f})"
+        )
+        return True
 
     def score(self, steps: int) -> float:
         """Fraction of the `steps` budget before the collapse (1.0 if none)."""

@@ -9,7 +9,9 @@ differently from that plugin:
 - trial N runs in folder `N` of the sweep folder, so a rerun never overwrites a trial folder,
   and every run folder's summary.json names its study and trial;
 - trials that a killed sweep left RUNNING are marked failed at the next start and their
-  parameters are queued again;
+  parameters are queued again: at once when the sweep ran on this host and its process is gone,
+  and after `STALE_AFTER_S` without a heartbeat when it ran anywhere else (several machines can
+  work on one study through a shared database);
 - with an out-of-process launcher (joblib, submitit), `n_jobs` trials run at once and each is
   told to Optuna as soon as it ends (no batches), with CPU threads split between them;
 - `trials.csv` is rewritten after every trial and the best-so-far is logged.
@@ -25,6 +27,7 @@ import math
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,6 +48,12 @@ log = logging.getLogger(__name__)
 
 TARGET = "gan.sweep.StudySweeper"
 OWNER = "pumpgan_owner"  # user attr: host:pid of the sweep process that ran the trial
+HEARTBEAT = "pumpgan_heartbeat"  # user attr: unix time, renewed while the trial runs
+# user attr: the final grid's sample diversity (summary.json quality.diversity), which breaks
+# ties between equal scores: a run that keeps both D means healthy can still make one image
+DIVERSITY = "diversity"
+HEARTBEAT_S = 30.0  # how often a sweep renews the heartbeats of its running trials
+STALE_AFTER_S = 600.0  # a RUNNING trial with no heartbeat for this long has lost its sweep
 
 
 def study_name(sweeper_cfg: Any) -> str:
@@ -153,12 +162,22 @@ class StudySweeper(Sweeper):
         self.failures = 0
         self.errors: list[BaseException] = []
         self.stopping = False
-        if n_jobs == 1:
-            # in this thread, so that Ctrl-C reaches a trial that runs in-process (basic
-            # launcher): it checkpoints, and the trial is failed and queued again
-            self._worker(study, space, fixed)
-        else:
-            self._run_workers(n_jobs, study, space, fixed)
+        self.running: set[int] = set()
+        beating = threading.Event()
+        heart = threading.Thread(
+            target=self._heartbeat, args=(study, beating), daemon=True, name="heartbeat"
+        )
+        heart.start()
+        try:
+            if n_jobs == 1:
+                # in this thread, so that Ctrl-C reaches a trial that runs in-process (basic
+                # launcher): it checkpoints, and the trial is failed and queued again
+                self._worker(study, space, fixed)
+            else:
+                self._run_workers(n_jobs, study, space, fixed)
+        finally:
+            beating.set()
+            heart.join()
         write_trials_csv(study, self.sweep_dir / "trials.csv")
         self._report_end(study)
         if self.errors:
@@ -211,6 +230,8 @@ class StudySweeper(Sweeper):
                     return
                 trial = study.ask(space)
                 trial.set_user_attr(OWNER, owner())
+                trial.set_user_attr(HEARTBEAT, time.time())
+                self.running.add(trial.number)
                 overrides = [f"{k}={v}" for k, v in {**trial.params, **fixed}.items()]
                 trial.set_user_attr("run_dir", str(self.sweep_dir / str(trial.number)))
             log.info("trial %d: %s", trial.number, " ".join(overrides))
@@ -219,6 +240,7 @@ class StudySweeper(Sweeper):
                 score, error = float(ret.return_value), None
             except KeyboardInterrupt:
                 with self.lock:
+                    self.running.discard(trial.number)
                     requeue(study, trial.number, reason="interrupted")
                     write_trials_csv(study, self.sweep_dir / "trials.csv")
                 if threading.current_thread() is threading.main_thread():
@@ -227,11 +249,15 @@ class StudySweeper(Sweeper):
             except Exception as e:  # noqa: BLE001 - any failure of a trial is that trial's
                 score, error = None, e
             with self.lock:
+                self.running.discard(trial.number)
                 if error is not None and self.stopping:  # ended by the Ctrl-C, not failed
                     requeue(study, trial.number, reason="interrupted")
                     write_trials_csv(study, self.sweep_dir / "trials.csv")
                     return
                 if error is None and score is not None and math.isfinite(score):
+                    quality = read_summary(self.sweep_dir / str(trial.number)).get("quality")
+                    if isinstance(quality, dict) and "diversity" in quality:
+                        trial.set_user_attr(DIVERSITY, quality["diversity"])
                     tell(study, trial.number, score)
                     self._report_trial(study, trial.number, score)
                 else:
@@ -254,6 +280,18 @@ class StudySweeper(Sweeper):
                         )
                 write_trials_csv(study, self.sweep_dir / "trials.csv")
 
+    def _heartbeat(self, study: optuna.Study, stop: threading.Event) -> None:
+        """Renew the heartbeat of this sweep's running trials every HEARTBEAT_S seconds, so
+        that a sweep on another machine can tell them from trials whose sweep died."""
+        while not stop.wait(HEARTBEAT_S):
+            with self.lock:
+                numbers = sorted(self.running)
+            for number in numbers:
+                try:
+                    beat(study, number)
+                except Exception as e:  # noqa: BLE001 - a missed beat must not end the sweep
+                    log.warning("could not renew the heartbeat of trial %d: %s", number, e)
+
     def _make_sampler(
         self, space: dict[str, BaseDistribution], done: int
     ) -> optuna.samplers.BaseSampler:
@@ -269,7 +307,7 @@ class StudySweeper(Sweeper):
         return sampler
 
     def _report_trial(self, study: optuna.Study, number: int, score: float) -> None:
-        best = study.best_trial
+        best = best_trial(study)
         log.info(
             "trial %d: score %.4f | best so far: trial %d, score %.4f, %s",
             number,
@@ -284,7 +322,7 @@ class StudySweeper(Sweeper):
         if done == 0:
             log.warning("No trial completed; see the run folders under %s", self.sweep_dir)
             return
-        best = study.best_trial
+        best = best_trial(study)
         log.info(
             "Study %r: %d trials complete, %d failed. Best: trial %d, score %.4f, %s",
             self.study_name,
@@ -340,20 +378,34 @@ def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def beat(study: optuna.Study, number: int) -> None:
+    trial = study.trials[number]
+    if trial.state == TrialState.RUNNING:
+        study._storage.set_trial_user_attr(trial._trial_id, HEARTBEAT, time.time())
+
+
+def is_stale(trial: optuna.trial.FrozenTrial, now: float) -> str | None:
+    """Why a RUNNING trial has lost its sweep process, or None while it may be alive."""
+    t_host, _, pid = str(trial.user_attrs.get(OWNER, "")).rpartition(":")
+    if t_host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
+        return f"its sweep process {pid} on this host is gone"
+    last = trial.user_attrs.get(HEARTBEAT)
+    if isinstance(last, int | float) and now - last > STALE_AFTER_S:
+        return f"no heartbeat from {t_host or 'its sweep'} for {now - last:.0f} s"
+    return None
+
+
 def fail_stale_trials(study: optuna.Study) -> int:
-    """Mark FAIL the RUNNING trials whose sweep process (on this host) is gone, and queue their
-    parameters again. Trials run by live processes, or by other hosts, are left alone."""
-    host = socket.gethostname()
-    stale = 0
+    """Mark FAIL the RUNNING trials whose sweep process is gone (see `is_stale`), mark their run
+    folders interrupted, and queue their parameters again. Returns how many."""
+    now, stale = time.time(), 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        t_host, _, pid = str(t.user_attrs.get(OWNER, "")).rpartition(":")
-        if t_host != host or (pid.isdigit() and pid_alive(int(pid))):
+        why = is_stale(t, now)
+        if why is None:
             continue
         requeue(study, t.number, reason="stale")
         mark_killed(Path(t.user_attrs.get("run_dir", "")))
-        log.warning(
-            "trial %d was left RUNNING by a killed sweep: marked failed, queued again", t.number
-        )
+        log.warning("trial %d was left RUNNING (%s): marked failed, queued again", t.number, why)
         stale += 1
     return stale
 
@@ -361,6 +413,15 @@ def fail_stale_trials(study: optuna.Study) -> int:
 def tell(study: optuna.Study, number: int, score: float | None) -> None:
     """Record a trial's score (None: failed). The grid sampler calls Study.stop() once its grid
     is done, which raises outside Study.optimize; the sweep stops by its n_trials anyway."""
+    if study.trials[number].state.is_finished():
+        log.warning(
+            "trial %d ended (score %s), but another sweep process had already marked it failed "
+            "(no heartbeat for %.0f s); the result stays in its run folder only",
+            number,
+            score,
+            STALE_AFTER_S,
+        )
+        return
     try:
         if score is None:
             study.tell(number, state=TrialState.FAIL)
@@ -411,6 +472,18 @@ def trials_used(study: optuna.Study) -> int:
     )
 
 
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The best complete trial, ties on the score broken by sample diversity (as gan.compare
+    ranks runs); Optuna's own best_trial would take the first of the tied trials."""
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+
+    def key(t: optuna.trial.FrozenTrial) -> tuple[float, float]:
+        diversity = t.user_attrs.get(DIVERSITY)
+        return sign * cast(float, t.value), diversity if diversity is not None else -math.inf
+
+    return max(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=key)
+
+
 def count(study: optuna.Study, *states: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
@@ -437,6 +510,7 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
                 summary.get("status"),
                 summary.get("collapsed_at"),
                 summary.get("reason"),
+                t.user_attrs.get(DIVERSITY),
                 wall,
                 run_dir,
                 *(t.params.get(n) for n in names),
@@ -454,6 +528,7 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
                     "status",
                     "collapsed_at",
                     "reason",
+                    "diversity",
                     "wall_s",
                     "run_dir",
                     *names,

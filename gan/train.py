@@ -71,9 +71,11 @@ def train(
     gen.to(memory_format=memory_format)
     disc.to(memory_format=memory_format)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, foreach=True)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, foreach=True)
-    tracker = ScoreTracker(eps=cfg.score.eps, patience=cfg.score.patience)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, fused=True)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, fused=True)
+    tracker = ScoreTracker(
+        eps=cfg.score.eps, patience=cfg.score.patience, min_diversity=cfg.score.min_diversity
+    )
     # the same noise for every sample grid of the run, from its own generator so that drawing
     # it does not shift the training random stream
     fixed_noise = torch.randn(
@@ -91,6 +93,7 @@ def train(
         opt_d.load_state_dict(resume_state["opt_d"])
         sampler.load_state_dict(resume_state["sampler"])
         tracker = ScoreTracker.from_state_dict(resume_state["score"])
+        tracker.min_diversity = cfg.score.min_diversity
         fixed_noise = resume_state["fixed_noise"]
         set_rng_state(resume_state["rng"])
         carried_rows = carry_over(Path(cfg.resume), folder, start_step)
@@ -226,12 +229,19 @@ def train(
     def checkpoint() -> None:
         folder.save_checkpoint(state(step, wall_before + elapsed()))
 
+    reference = images[: t.num_samples].cpu()  # real images the grids' diversity is relative to
+
+    def save_samples() -> None:
+        grid = sample(gen, fixed_noise)
+        folder.save_samples(grid, step)
+        tracker.sample(step, sample_quality(grid, reference)["diversity"])
+
     status = "running"
     redirect = logging_redirect_tqdm() if show_bar else nullcontext()
     try:
         with redirect, sigterm_as_interrupt():
             if start_step == 0:
-                folder.save_samples(sample(gen, fixed_noise), 0)
+                save_samples()
             stop = tracker.collapsed_at is not None and cfg.score.stop_on_collapse
             while step < t.steps and not stop:
                 # ---- a batch: uint8 -> [-1, 1] -> augmented, all on the device
@@ -254,7 +264,7 @@ def train(
                     if collapsed:
                         log.warning("Collapse at step %d: %s", tracker.collapsed_at, tracker.reason)
                 if t.sample_every and step % t.sample_every == 0:
-                    folder.save_samples(sample(gen, fixed_noise), step)
+                    save_samples()
                 if checkpoint_due:
                     checkpoint()
             flush()
@@ -366,6 +376,12 @@ def finish(
         quality = sample_quality(final, images[: len(final)].cpu())
     except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
         log.warning("Could not write the final sample grid: %s", e)
+    if quality is not None and status in ("completed", "collapsed"):
+        # training is over: the last sample point, then the diversity rule (gan/score.py)
+        tracker.sample(step, quality["diversity"])
+        if tracker.end_of_training():
+            status = "collapsed"
+            log.warning("Collapse at step %d: %s", tracker.collapsed_at, tracker.reason)
     collapsed_at, score = tracker.collapsed_at, tracker.score(cfg.train.steps)
     try:
         name = f"{folder.path.parent.name}/{folder.path.name}"
@@ -459,8 +475,8 @@ def fastest_cpu_setting(m: ModelConfig, batch_size: int) -> tuple[bool, bool, di
         ):
             gen, disc = Generator(m).to(memory_format=memory_format), Discriminator(m)
             disc.to(memory_format=memory_format)
-            opt_g = torch.optim.Adam(gen.parameters(), foreach=True)
-            opt_d = torch.optim.Adam(disc.parameters(), foreach=True)
+            opt_g = torch.optim.Adam(gen.parameters(), fused=True)
+            opt_d = torch.optim.Adam(disc.parameters(), fused=True)
             real = torch.rand(batch_size, 3, m.image_size, m.image_size) * 2 - 1
             real = real.contiguous(memory_format=memory_format)
             noise = torch.randn(batch_size, m.dim_z, 1, 1)

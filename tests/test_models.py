@@ -3,7 +3,17 @@ import torch
 from torch import nn
 
 from gan.config import ModelConfig
-from gan.models import Discriminator, Generator, disc_widths, gen_widths, init_weights, num_params
+from gan.models import (
+    Discriminator,
+    Generator,
+    Project,
+    UpConv,
+    _SmallUpConv,
+    disc_widths,
+    gen_widths,
+    init_weights,
+    num_params,
+)
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "seed"])
@@ -50,3 +60,54 @@ def test_dcgan_init():
     bn_w = torch.cat([m.weight for m in bns])
     assert bn_w.mean().item() == pytest.approx(1.0, abs=0.01)
     assert all((m.bias == 0).all() for m in bns)
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize(
+    ("layer", "library", "side"),
+    [
+        (Project(10, 8), nn.ConvTranspose2d(10, 8, 4, 1, 0, bias=False), 1),
+        (UpConv(12, 8), nn.ConvTranspose2d(12, 8, 4, 2, 1, bias=False), 4),
+    ],
+    ids=["project", "upconv"],
+)
+def test_fast_layers_compute_the_library_convolution(layer, library, side, fmt):
+    """G's first two layers take faster kernels; in fp64 they agree with nn.ConvTranspose2d
+    exactly, forward and backward, and keep the memory format."""
+    library.weight.data.copy_(layer.weight.data)
+    layer, library = (m.double().to(memory_format=fmt) for m in (layer, library))
+    x = torch.randn(3, layer.in_channels, side, side, dtype=torch.float64)
+    x = x.contiguous(memory_format=fmt).requires_grad_()
+    y, y_ref = layer(x), library(x)
+    assert y.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(y)
+    got = torch.autograd.grad(y, [x, layer.weight], grad)
+    want = torch.autograd.grad(y_ref, [x, library.weight], grad)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_gemm_weight_gradient_is_exact():
+    x = torch.randn(3, 6, 4, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 5, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_SmallUpConv.apply, (x, w))
+
+
+def test_upconv_under_bf16_autocast_matches_the_library():
+    """Under CPU bf16 autocast a 4x4 input takes the GEMM weight gradient; it agrees with
+    oneDNN's to bf16 rounding, and the gradient reaches the fp32 weight in fp32."""
+    torch.manual_seed(0)
+    layer, library = UpConv(64, 32), nn.ConvTranspose2d(64, 32, 4, 2, 1, bias=False)
+    library.weight.data.copy_(layer.weight.data)
+    x = torch.randn(16, 64, 4, 4).contiguous(memory_format=torch.channels_last)
+    grads = []
+    for m in (layer, library):
+        m.to(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = m(x)
+        assert y.dtype == torch.bfloat16
+        (y.float() ** 2).sum().backward()
+        grads.append(m.weight.grad)
+    assert grads[0].dtype == torch.float32
+    torch.testing.assert_close(grads[0], grads[1], rtol=2e-2, atol=2e-2 * grads[1].abs().max())

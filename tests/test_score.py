@@ -72,3 +72,40 @@ def test_state_round_trip_continues_the_window():
     assert not resumed.update(4, 0.99, 0.3)
     assert resumed.update(5, 0.99, 0.3)
     assert resumed.collapsed_at == 5
+
+
+def diversity_tracker(*samples: tuple[int, float], collapsed_at: int | None = None) -> ScoreTracker:
+    tracker = ScoreTracker(eps=EPS, patience=PATIENCE, min_diversity=0.2)
+    tracker.collapsed_at = collapsed_at
+    for step, diversity in samples:
+        tracker.sample(step, diversity)
+    tracker.end_of_training()
+    return tracker
+
+
+def test_diversity_rule_is_off_by_default():
+    tracker = ScoreTracker(eps=EPS, patience=PATIENCE)
+    tracker.sample(0, 0.01)
+    assert not tracker.end_of_training() and tracker.score(100) == 1.0
+
+
+def test_grids_that_never_vary_collapse_at_step_zero():
+    tracker = diversity_tracker((0, 0.14), (200, 0.12), (400, 0.10), (600, 0.10))
+    assert tracker.collapsed_at == 0 and tracker.score(600) == 0.0
+    assert tracker.reason == "sample diversity < 0.2 from step 0 to the end (last 0.100)"
+
+
+def test_mode_collapse_counts_from_where_the_grids_stopped_varying():
+    tracker = diversity_tracker((0, 0.14), (200, 0.6), (400, 0.15), (600, 0.12))
+    assert tracker.collapsed_at == 400 and tracker.score(600) == pytest.approx(2 / 3)
+
+
+def test_a_low_grid_that_recovers_is_forgiven():
+    tracker = diversity_tracker((0, 0.14), (200, 0.1), (400, 0.5), (600, 0.8))
+    assert tracker.collapsed_at is None and tracker.score(600) == 1.0
+
+
+def test_a_d_collapse_keeps_its_step_and_reason():
+    """A run the D means collapsed stopped early, with grids as plain as an untrained G's."""
+    tracker = diversity_tracker((0, 0.14), (100, 0.1), collapsed_at=150)
+    assert tracker.collapsed_at == 150 and tracker.reason is None

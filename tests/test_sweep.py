@@ -64,6 +64,7 @@ def test_quick_sweep_records_every_trial(tmp_path, cache_dir):
         assert s["score"] == trial.value == float(row["score"])
         assert row["run_dir"] == str(run) == trial.user_attrs["run_dir"]
         assert float(row["optim.gen_lr"]) == trial.params["optim.gen_lr"]
+        assert float(row["diversity"]) == s["quality"]["diversity"] == trial.user_attrs["diversity"]
     assert "best so far" in (sweep / "sweep.log").read_text()
     # the same command again: the study is complete, nothing is overwritten or added
     before = (sweep / "0" / "metrics.csv").read_bytes()
@@ -149,6 +150,37 @@ def test_killed_sweep_continues_to_its_total(tmp_path, cache_dir):
         )
         == 3
     )  # no replayed suggestions
+
+
+def test_trials_of_a_dead_sweep_elsewhere_are_requeued_after_their_heartbeat_stops(
+    tmp_path, cache_dir
+):
+    """Two machines share one study: a RUNNING trial whose heartbeat stopped an hour ago (its
+    machine died) is failed and run again; one with a fresh heartbeat is left to its sweep."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    study = optuna.create_study(
+        study_name="quick", storage=f"sqlite:///{sweep / 'optuna.db'}", direction="maximize"
+    )
+    space = {"optim.gen_lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)}
+    for pid, age in ((101, 3600), (102, 5)):
+        trial = study.ask(space)
+        trial.set_user_attr("pumpgan_owner", f"another-machine:{pid}")
+        trial.set_user_attr("pumpgan_heartbeat", time.time() - age)
+    result = run_cli(
+        *sweep_args(sweep, cache_dir, "sweep=quick", "hydra.sweeper.n_trials=3", "train.steps=20")
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load(sweep, "quick")
+    assert states(study) == ["FAIL", "RUNNING", "COMPLETE", "COMPLETE"]
+    dead, alive = study.trials[:2]
+    assert dead.user_attrs["stale"] and alive.user_attrs["pumpgan_owner"] == "another-machine:102"
+    retry = study.trials[2]
+    assert retry.user_attrs["retry_of"] == 0
+    assert retry.params["optim.gen_lr"] == dead.params["optim.gen_lr"]
+    log = (sweep / "sweep.log").read_text()
+    assert "trial 0 was left RUNNING (no heartbeat from another-machine for 36" in log
+    assert "trial 1 was left" not in log
 
 
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, cache_dir):

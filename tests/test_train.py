@@ -89,6 +89,20 @@ def test_collapse_without_stopping_trains_the_whole_budget(tiny_cfg, tmp_path):
     assert s["score"] < 1
 
 
+def test_grids_less_varied_than_min_diversity_collapse_when_training_ends(tiny_cfg, tmp_path):
+    """score.min_diversity (off by default): grids that stay below it from some sample point to
+    the end collapse there. No grid is as varied as 5x the data, so this run collapses at 0."""
+    args = ["train.steps=20", "train.sample_every=10"]
+    plain = train(tiny_cfg(*args), tmp_path / "plain")
+    assert plain == 1.0 and summary(tmp_path / "plain")["status"] == "completed"
+    score = train(tiny_cfg(*args, "score.min_diversity=5"), tmp_path / "run")
+    s = summary(tmp_path / "run")
+    assert score == s["score"] == 0.0
+    assert s["status"] == "collapsed" and s["collapsed_at"] == 0 and s["steps_done"] == 20
+    last = s["quality"]["diversity"]
+    assert s["reason"] == f"sample diversity < 5.0 from step 0 to the end (last {last:.3f})"
+
+
 def test_nan_loss_is_a_collapse_not_a_crash(tiny_cfg, tmp_path):
     score = train(
         tiny_cfg(
