@@ -284,13 +284,12 @@ class StudySweeper(Sweeper):
         """Renew the heartbeat of this sweep's running trials every HEARTBEAT_S seconds, so
         that a sweep on another machine can tell them from trials whose sweep died."""
         while not stop.wait(HEARTBEAT_S):
-            with self.lock:
-                numbers = sorted(self.running)
-            for number in numbers:
-                try:
-                    beat(study, number)
-                except Exception as e:  # noqa: BLE001 - a missed beat must not end the sweep
-                    log.warning("could not renew the heartbeat of trial %d: %s", number, e)
+            with self.lock:  # one writer at a time in this process, as for ask and tell
+                for number in sorted(self.running):
+                    try:
+                        beat(study, number)
+                    except Exception as e:  # noqa: BLE001 - a missed beat must not end a sweep
+                        log.warning("could not renew the heartbeat of trial %d: %s", number, e)
 
     def _make_sampler(
         self, space: dict[str, BaseDistribution], done: int

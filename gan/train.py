@@ -412,7 +412,7 @@ def finish(
         step,
         cfg.train.steps,
         score,
-        f", {tracker.reason} at {collapsed_at}" if collapsed_at else "",
+        f", {tracker.reason} at {collapsed_at}" if collapsed_at is not None else "",
         wall_s,
         images_per_s,
     )

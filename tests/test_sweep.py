@@ -183,6 +183,21 @@ def test_trials_of_a_dead_sweep_elsewhere_are_requeued_after_their_heartbeat_sto
     assert "trial 1 was left" not in log
 
 
+def test_heartbeat_renews_running_trials_only(tmp_path):
+    from gan.sweep import HEARTBEAT, STALE_AFTER_S, beat, is_stale
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    trial = study.ask()
+    trial.set_user_attr(HEARTBEAT, time.time() - 2 * STALE_AFTER_S)
+    assert "no heartbeat" in is_stale(study.trials[0], time.time())
+    beat(study, 0)
+    assert is_stale(study.trials[0], time.time()) is None
+    assert time.time() - study.trials[0].user_attrs[HEARTBEAT] < 60
+    study.tell(0, 1.0)
+    beat(study, 0)  # a finished trial is left as it is
+    assert study.trials[0].state == TrialState.COMPLETE
+
+
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, cache_dir):
     sweep = tmp_path / "sweep"
     # a grid over the seeds x an image size that does not exist: half the trials raise
