@@ -166,14 +166,17 @@ def test_bf16_agrees_with_fp32(tiny_cfg, tmp_path):
     assert abs(s16["quality"]["diversity"] - s32["quality"]["diversity"]) < 0.05
 
 
-def test_compiled_nets_train_like_eager_ones(tiny_cfg, tmp_path):
+@pytest.mark.parametrize(("precision", "rtol"), [("fp32", 1e-3), ("bf16", 2e-2)])
+def test_compiled_nets_train_like_eager_ones(tiny_cfg, tmp_path, precision, rtol):
     """hardware.compile (on for hardware=cuda) runs the same step through torch.compile; the
-    generated kernels may reorder float sums, so the losses agree closely, not bit for bit."""
-    train(tiny_cfg("train.steps=5"), tmp_path / "eager")
-    train(tiny_cfg("train.steps=5", "hardware.compile=true"), tmp_path / "compiled")
+    generated kernels may reorder float sums, so the losses agree closely, not bit for bit. In
+    bf16 the compiled graph also holds G's custom up-convolution (gan.models.UpConv)."""
+    args = ("train.steps=5", f"hardware.precision={precision}")
+    train(tiny_cfg(*args), tmp_path / "eager")
+    train(tiny_cfg(*args, "hardware.compile=true"), tmp_path / "compiled")
     eager = read_metrics(tmp_path / "eager" / "metrics.csv")
     compiled = read_metrics(tmp_path / "compiled" / "metrics.csv")
     for key in ("loss_d", "loss_g", "d_real", "d_fake"):
         torch.testing.assert_close(
-            torch.tensor(compiled[key]), torch.tensor(eager[key]), rtol=1e-3, atol=1e-4
+            torch.tensor(compiled[key]), torch.tensor(eager[key]), rtol=rtol, atol=rtol / 10
         )
