@@ -8,8 +8,9 @@ Both nets are stacks of stride-2 blocks between a 4x4 map and the image: 32 px h
 - `seed`: the PumpGAN article's pair: G's widths are gen_features x 32, 16, 8, 4, D's
   disc_features x 1, 1, 2, 4. Its D is tiny next to its G.
 
-D returns one logit per image; the loss applies the sigmoid (BCE-with-logits is the article's
-Sigmoid + BCELoss, computed stably), and D(x) is the sigmoid of the logit.
+D returns one logit per image, computed in fp32 even under bf16 autocast; the loss applies the
+sigmoid (BCE-with-logits is the article's Sigmoid + BCELoss, computed stably), and D(x) is the
+sigmoid of the logit.
 """
 
 from __future__ import annotations
@@ -159,7 +160,11 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(-1)
+        features = self.net[:-1](x)  # (B, widths[-1], 4, 4)
+        # the head in fp32 even under bf16 autocast: its logits are what the loss and the score
+        # read, and it is a tiny layer
+        with torch.autocast(x.device.type, enabled=False):
+            return self.net[-1](features.float()).view(-1)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -111,3 +111,11 @@ def test_upconv_under_bf16_autocast_matches_the_library():
         grads.append(m.weight.grad)
     assert grads[0].dtype == torch.float32
     torch.testing.assert_close(grads[0], grads[1], rtol=2e-2, atol=2e-2 * grads[1].abs().max())
+
+
+def test_disc_head_is_fp32_under_bf16_autocast():
+    cfg = ModelConfig(arch="dcgan", gen_features=4, disc_features=4, dim_z=16, image_size=32)
+    disc = Discriminator(cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert disc.net[0](torch.randn(2, 3, 32, 32)).dtype == torch.bfloat16
+        assert disc(torch.randn(2, 3, 32, 32)).dtype == torch.float32
