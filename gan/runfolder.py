@@ -94,10 +94,19 @@ class RunFolder:
             for name, value in zip(METRICS[2:], row[2:], strict=True):
                 self.tensorboard.add_scalar(f"train/{name}", float(value), step)
 
-    def save_samples(self, images: torch.Tensor, step: int, name: str | None = None) -> None:
-        """samples/step_NNNNNN.png (or `name`), and the same grid as a TensorBoard image."""
+    def save_samples(
+        self,
+        images: torch.Tensor,
+        step: int,
+        name: str | None = None,
+        diversity: float | None = None,
+    ) -> None:
+        """samples/step_NNNNNN.png (or `name`), and the same grid (and its diversity) as
+        TensorBoard events."""
         grid = save_grid(images, self.samples_dir / (name or f"step_{step:06d}.png"))
         self.tensorboard.add_image("samples", grid, step)
+        if diversity is not None:
+            self.tensorboard.add_scalar("quality/diversity", diversity, step)
 
     def close(self, score: float, step: int) -> None:
         if self.tensorboard is not None:

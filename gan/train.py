@@ -233,8 +233,9 @@ def train(
 
     def save_samples() -> None:
         grid = sample(gen, fixed_noise)
-        folder.save_samples(grid, step)
-        tracker.sample(step, sample_quality(grid, reference)["diversity"])
+        diversity = sample_quality(grid, reference)["diversity"]
+        folder.save_samples(grid, step, diversity=diversity)
+        tracker.sample(step, diversity)
 
     status = "running"
     redirect = logging_redirect_tqdm() if show_bar else nullcontext()
@@ -372,8 +373,8 @@ def finish(
     quality = None
     try:
         final = sample(gen, fixed_noise)
-        folder.save_samples(final, step, "final.png")
         quality = sample_quality(final, images[: len(final)].cpu())
+        folder.save_samples(final, step, "final.png", diversity=quality["diversity"])
     except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
         log.warning("Could not write the final sample grid: %s", e)
     if quality is not None and status in ("completed", "collapsed"):

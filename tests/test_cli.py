@@ -4,6 +4,7 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 import torch
 
 from .conftest import TINY, run_cli, start_cli, wait_for_steps
@@ -59,6 +60,9 @@ def test_run_writes_the_whole_run_folder(tmp_path, cache_dir):
     assert len(events.Scalars("train/d_real")) == summary["steps_done"]
     assert events.Scalars("score")[0].value == summary["score"]
     assert [e.step for e in events.Images("samples")][:3] == [0, 10, 20]
+    diversity = events.Scalars("quality/diversity")
+    assert [e.step for e in diversity][:3] == [0, 10, 20]
+    assert diversity[-1].value == pytest.approx(summary["quality"]["diversity"], abs=1e-3)
 
 
 def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, cache_dir):
