@@ -377,7 +377,8 @@ def edge_warnings(
             elif len(tried) >= 3:
                 lo, hi = min(tried), max(tried)
                 log = lo > 0 and hi / lo > 20
-                where = f"the values tried by runs outside a study [{lo:g}, {hi:g}]"
+                whose = f"study {study.name}'s trials" if study else "these runs"
+                where = f"the values {whose} tried [{lo:g}, {hi:g}]"
             else:
                 continue
             best = [r.config[key] for r in top if is_number(r.config.get(key))]
@@ -662,16 +663,25 @@ def main(argv: list[str] | None = None) -> int:
     if partial := partial_keys(runs):
         notes.append(f"only some runs have {', '.join(partial)} (shown as - where missing)")
 
-    print(format_table(runs, keys))
+    emit(format_table(runs, keys))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if args.csv:
         write_csv(args.csv, runs, keys)
-        print(f"wrote {args.csv}")
+        emit(f"wrote {args.csv}")
     if args.html:
         write_html(args.html, runs, keys, load_studies(paths, runs), notes)
-        print(f"wrote {args.html}")
+        emit(f"wrote {args.html}")
     return 0
+
+
+def emit(text: str) -> None:
+    """Print to stdout. A reader that stops early (`gan.compare | head`) ends the printing, not
+    the command: the CSV and HTML files are still written."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -262,6 +262,23 @@ def test_cli(tree):
     assert lines[-1].endswith("trial_0003 score 0.9500")
 
 
+def test_a_reader_that_stops_early_loses_no_file(tree, tmp_path):
+    """`gan.compare | head`: the reader is gone before the table is printed (`true` reads
+    nothing); no BrokenPipeError traceback, exit status 0, and the HTML is still written."""
+    html = tmp_path / "report.html"
+    command = f"{sys.executable} -m gan.compare {tree / 'sweeps'} --html {html} | true"
+    result = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {command}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+    assert html.stat().st_size > 0
+
+
 def test_ties_in_score_are_broken_by_sample_diversity(tmp_path):
     from gan.compare import Run
 
