@@ -84,13 +84,13 @@ class UpConv(nn.ConvTranspose2d):
         super().__init__(c_in, c_out, 4, 2, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if x.device.type != "cpu" or x.shape[-1] != 4 or not torch.is_autocast_enabled("cpu"):
-            return super().forward(x)
-        dtype = torch.get_autocast_dtype("cpu")
-        if dtype != torch.bfloat16:
+        cpu_bf16 = torch.is_autocast_enabled("cpu") and (
+            torch.get_autocast_dtype("cpu") == torch.bfloat16
+        )
+        if x.device.type != "cpu" or x.shape[-1] != 4 or not cpu_bf16:
             return super().forward(x)
         with torch.autocast("cpu", enabled=False):
-            return _SmallUpConv.apply(x.to(dtype), self.weight.to(dtype))
+            return _SmallUpConv.apply(x.to(torch.bfloat16), self.weight.to(torch.bfloat16))
 
 
 class Project(nn.ConvTranspose2d):

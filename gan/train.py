@@ -232,10 +232,8 @@ def train(
     reference = images[: t.num_samples].cpu()  # real images the grids' diversity is relative to
 
     def save_samples() -> None:
-        grid = sample(gen, fixed_noise)
-        diversity = sample_quality(grid, reference)["diversity"]
-        folder.save_samples(grid, step, diversity=diversity)
-        tracker.sample(step, diversity)
+        quality = save_grid_of(folder, gen, fixed_noise, reference, step)
+        tracker.sample(step, quality["diversity"])
 
     status = "running"
     redirect = logging_redirect_tqdm() if show_bar else nullcontext()
@@ -295,7 +293,7 @@ def train(
             images_per_s(),
             gen,
             fixed_noise,
-            images,
+            reference,
         )
     return tracker.score(t.steps)
 
@@ -314,9 +312,9 @@ def train_step(
     as a tensor on the device (no host sync)."""
     # (1) D step: maximise log D(x) + log(1 - D(G(z)))
     opt_d.zero_grad(set_to_none=True)
-    logit_real = disc(real).float()  # (B,)
+    logit_real = disc(real)  # (B,) fp32 logits, even under autocast
     fake = gen(noise)  # (B, 3, S, S)
-    logit_fake = disc(fake.detach()).float()
+    logit_fake = disc(fake.detach())
     loss_d = F.binary_cross_entropy_with_logits(
         logit_real, ones
     ) + F.binary_cross_entropy_with_logits(logit_fake, zeros)
@@ -327,7 +325,7 @@ def train_step(
     # D's weights need no gradient here
     opt_g.zero_grad(set_to_none=True)
     disc.requires_grad_(False)
-    logit_after = disc(fake).float()
+    logit_after = disc(fake)
     loss_g = F.binary_cross_entropy_with_logits(logit_after, ones)
     loss_g.backward()
     disc.requires_grad_(True)
@@ -343,6 +341,22 @@ def train_step(
                 torch.sigmoid(logit_after).mean(),
             ]
         )
+
+
+def save_grid_of(
+    folder: RunFolder,
+    gen: torch.nn.Module,
+    fixed_noise: torch.Tensor,
+    reference: torch.Tensor,
+    step: int,
+    name: str | None = None,
+) -> dict[str, float]:
+    """G's grid of the fixed noise into the run folder (with its diversity in TensorBoard);
+    returns its `sample_quality` against the `reference` real images."""
+    grid = sample(gen, fixed_noise)
+    quality = sample_quality(grid, reference)
+    folder.save_samples(grid, step, name, diversity=quality["diversity"])
+    return quality
 
 
 @torch.no_grad()
@@ -366,15 +380,13 @@ def finish(
     images_per_s: float,
     gen: torch.nn.Module,
     fixed_noise: torch.Tensor,
-    images: torch.Tensor,
+    reference: torch.Tensor,
 ) -> None:
     """Final grid, curves and summary; each part is tried on its own so a failure in one (or
     a second Ctrl-C) loses nothing else that was written."""
     quality = None
     try:
-        final = sample(gen, fixed_noise)
-        quality = sample_quality(final, images[: len(final)].cpu())
-        folder.save_samples(final, step, "final.png", diversity=quality["diversity"])
+        quality = save_grid_of(folder, gen, fixed_noise, reference, step, "final.png")
     except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
         log.warning("Could not write the final sample grid: %s", e)
     if quality is not None and status in ("completed", "collapsed"):
