@@ -1,6 +1,6 @@
 """Training throughput on the CPU: the PumpGAN article's loop, as written, against pumpgan.
 
-In one process, in interleaved rounds (each round runs every width, the two loops one after the
+In one run, in interleaved rounds (each round runs every width, the two loops one after the
 other, their order alternating per round), it measures training images/s of
 
 - baseline: the seed article's loop as written, reimplemented below (its Generator and
@@ -20,7 +20,11 @@ per-epoch costs (worker restart, display pass) once, as in a long run. Per width
 median images/s over rounds, the median of the per-round ratios, the achieved GFLOP/s
 (FlopCounterMode FLOPs of one step x steps/s) as a fraction of the measured fp32 and bf16
 channels-last peak of G's middle layer (ConvTranspose2d(16W, 8W, 4, 2, 1), forward + backward,
-batch 128), and the peak RSS of each loop, measured in a child process.
+batch 128), and the peak RSS of each loop.
+
+Each timed run has a fresh process of its own (`--child`), started by this one: neither loop
+inherits the other's heap, oneDNN primitive caches or allocator settings (pumpgan's
+`keep_freed_memory` is process-wide), and the peak RSS is that of the timed runs themselves.
 
     uv run python benchmarks/throughput.py            # widths 16 32 64, 3 rounds (see below)
     uv run python benchmarks/throughput.py --quick    # width 16, 1 round, 6 steps: about a minute
@@ -70,7 +74,7 @@ sys.path.insert(0, str(ROOT))  # `gan` is not installed; it imports from the che
 from gan import pumpkins  # noqa: E402
 from gan.data import augment, load_images  # noqa: E402
 from gan.models import Discriminator, Generator, init_weights  # noqa: E402
-from gan.train import train, train_step  # noqa: E402
+from gan.train import keep_freed_memory, train, train_step  # noqa: E402
 
 BATCH, IMAGE_SIZE, PNG_SIZE = 128, 64, 128
 LOOPS = ("baseline", "pumpgan")
@@ -284,7 +288,9 @@ def baseline_step(width: int) -> Callable[[], object]:
 
 def pumpgan_step(cfg: DictConfig) -> Callable[[], object]:
     """What train() runs each step on the CPU: batch scaling, augment, train_step (precision and
-    layout as set in the config; they do not change the FLOPs)."""
+    layout as set in the config; they do not change the FLOPs), with train()'s process-wide
+    allocator setting (keep_freed_memory: from here on, for this whole process)."""
+    keep_freed_memory()
     bf16 = cfg.hardware.precision == "bf16"
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
     fmt = torch.channels_last if cfg.hardware.channels_last else torch.preserve_format
@@ -339,29 +345,40 @@ def conv_peak(width: int, bf16: bool, reps: int = 5) -> float:
     return flops / min(times) / 1e9
 
 
-def rss_child(args: argparse.Namespace) -> None:
-    """Run one loop for a few steps and print this process's peak RSS in MiB as JSON. VmHWM,
-    not ru_maxrss: on Linux a child's ru_maxrss starts from its parent's peak at the fork."""
+def child(args: argparse.Namespace) -> None:
+    """Measure one loop in this fresh process; print its images/s, the setting it ran and this
+    process's peak RSS in MiB as JSON. VmHWM, not ru_maxrss: on Linux a child's ru_maxrss starts
+    from its parent's peak at the fork."""
     with tempfile.TemporaryDirectory() as tmp:
-        if args.rss_child == "baseline":
-            measure_baseline(args.width, args.data_dir / "images", args.steps, 1, Path(tmp))
+        if args.child == "baseline":
+            ips, used = (
+                measure_baseline(
+                    args.width, args.data_dir / "images", args.steps, args.warmup, Path(tmp)
+                ),
+                "fp32",
+            )
         else:
             cache, overrides = args.data_dir / "cache", args.pumpgan_overrides
-            cfg = pumpgan_cfg(args.width, args.steps, 1, args.images, cache, overrides)
-            measure_pumpgan(cfg, Path(tmp) / "run")
+            cfg = pumpgan_cfg(args.width, args.steps, args.warmup, args.images, cache, overrides)
+            ips, used = measure_pumpgan(cfg, Path(tmp) / "run")
     status = Path("/proc/self/status").read_text()
-    print(json.dumps({"peak_rss_mib": int(status.split("VmHWM:")[1].split()[0]) / 1024}))
+    rss = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    print(json.dumps({"images_per_s": ips, "used": used, "peak_rss_mib": rss}))
 
 
-def peak_rss(loop: str, width: int, steps: int, args: argparse.Namespace, data: Path) -> float:
-    """Peak RSS in MiB of a `steps`-step run of `loop` in a fresh process (`--rss-child`)."""
+def measure(loop: str, width: int, args: argparse.Namespace, data: Path) -> dict:
+    """One timed run of `loop` in a fresh process (`--child`): neither loop inherits the other's
+    heap, allocator settings (pumpgan's keep_freed_memory is process-wide) or oneDNN caches."""
     command = [
-        *(sys.executable, __file__, "--rss-child", loop, "--width", str(width)),
-        *("--steps", str(steps), "--images", str(args.images), "--data-dir", str(data)),
+        *(sys.executable, __file__, "--child", loop, "--width", str(width)),
+        *("--steps", str(args.steps), "--warmup", str(args.warmup)),
+        *("--images", str(args.images), "--data-dir", str(data)),
         *("--pumpgan-overrides", *args.pumpgan_overrides),
     ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(out.stdout.splitlines()[-1])["peak_rss_mib"]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        sys.exit(f"{shlex.join(command)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 # ---- the report
@@ -373,7 +390,7 @@ def machine() -> str:
         f"{datetime.now().astimezone().isoformat(timespec='minutes')}, {cpu}, "
         f"{torch.get_num_threads()} torch threads of {len(names) or '?'} cores, "
         f"torch {torch.__version__}, Python {platform.python_version()}\n"
-        f"command: uv run python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}"
+        f"command: uv run python benchmarks/{Path(sys.argv[0]).name} {shlex.join(sys.argv[1:])}"
     )
 
 
@@ -384,10 +401,9 @@ def write_pngs(n: int, folder: Path) -> None:
         Image.fromarray(img.transpose(1, 2, 0)).save(folder / f"{i:05d}.png")
 
 
-def table_row(
-    width: int, ips: dict[str, list[float]], cfg: DictConfig, args: argparse.Namespace, data: Path
-) -> str:
+def table_row(width: int, runs: dict[str, list[dict]], cfg: DictConfig) -> str:
     """One width's figures: images/s, FLOPs and their fraction of the conv peaks, peak RSS."""
+    ips = {loop: [r["images_per_s"] for r in runs[loop]] for loop in LOOPS}
     med = {loop: statistics.median(ips[loop]) for loop in LOOPS}
     ratio = statistics.median(p / b for b, p in zip(ips["baseline"], ips["pumpgan"], strict=True))
     flops = {"baseline": flops_per_step(baseline_step(width))}
@@ -397,7 +413,7 @@ def table_row(
     for loop in LOOPS:
         gflops = med[loop] * flops[loop] / BATCH / 1e9
         achieved.append(f"{gflops:.1f} ({gflops / fp32:.0%} / {gflops / bf16:.0%})")
-    rss = {loop: peak_rss(loop, width, 2 if args.quick else 3, args, data) for loop in LOOPS}
+    rss = {loop: max(r["peak_rss_mib"] for r in runs[loop]) for loop in LOOPS}
     return (
         f"| {width} | {med['baseline']:.1f} | {med['pumpgan']:.1f} | {ratio:.2f} | "
         f"{flops['baseline'] / 1e9:.1f} / {flops['pumpgan'] / 1e9:.1f} | {' | '.join(achieved)} | "
@@ -407,8 +423,7 @@ def table_row(
 
 
 def benchmark(args: argparse.Namespace) -> None:
-    ips: dict[int, dict[str, list[float]]] = {w: {loop: [] for loop in LOOPS} for w in args.widths}
-    used = ""  # pumpgan's precision and layout, as its summary.json records them
+    runs: dict[int, dict[str, list[dict]]] = {w: {loop: [] for loop in LOOPS} for w in args.widths}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         write_pngs(args.images, data / "images" / "jacks")
@@ -422,21 +437,21 @@ def benchmark(args: argparse.Namespace) -> None:
         for r in range(args.rounds):
             for w in args.widths:
                 for loop in LOOPS if r % 2 == 0 else LOOPS[::-1]:
-                    with tempfile.TemporaryDirectory() as out:
-                        if loop == "baseline":
-                            value = measure_baseline(
-                                w, data / "images", args.steps, args.warmup, Path(out)
-                            )
-                        else:
-                            value, used = measure_pumpgan(cfgs[w], Path(out) / "run")
-                    ips[w][loop].append(value)
-                    print(f"round {r + 1}, width {w}, {loop}: {value:.1f} img/s", file=sys.stderr)
-        rows = [table_row(w, ips[w], cfgs[w], args, data) for w in args.widths]
+                    run = measure(loop, w, args, data)
+                    runs[w][loop].append(run)
+                    print(
+                        f"round {r + 1}, width {w}, {loop}: {run['images_per_s']:.1f} img/s, "
+                        f"peak RSS {run['peak_rss_mib']:.0f} MiB",
+                        file=sys.stderr,
+                    )
+        rows = [table_row(w, runs[w], cfgs[w]) for w in args.widths]
+    used = runs[args.widths[-1]]["pumpgan"][-1]["used"]  # precision and layout, from summary.json
     print(machine())
     print(
         f"batch {BATCH}, {IMAGE_SIZE} px, {args.images} built-in pumpkins, {args.steps} steps "
-        f"of which the first {args.warmup} are not timed, {args.rounds} round(s); pumpgan: "
-        f"model=seed hardware=cpu {' '.join(args.pumpgan_overrides)} (ran {used})\n"
+        f"of which the first {args.warmup} are not timed, {args.rounds} round(s), each run in "
+        f"its own process; pumpgan: model=seed hardware=cpu {' '.join(args.pumpgan_overrides)} "
+        f"(ran {used})\n"
     )
     print(
         "| width | baseline img/s | pumpgan img/s | pumpgan/baseline | GFLOP/step base / pump "
@@ -448,8 +463,8 @@ def benchmark(args: argparse.Namespace) -> None:
     print(
         "\nimg/s: median over rounds; ratio: median of the per-round ratios. GFLOP/s: "
         "FlopCounterMode FLOPs of one step x steps/s. conv peak: ConvTranspose2d(16W, 8W, 4, 2, "
-        "1) forward + backward at batch 128, fp32, and bf16 channels-last. RSS: peak of a few-step "
-        "run in its own process (VmHWM); the baseline's 2 DataLoader workers come on top."
+        "1) forward + backward at batch 128, fp32, and bf16 channels-last. RSS: the highest peak "
+        "(VmHWM) of the timed runs' processes; the baseline's 2 DataLoader workers come on top."
     )
 
 
@@ -513,13 +528,13 @@ def main() -> None:
     )
     parser.add_argument("--sweep", action="store_true", help="the stop-on-collapse study instead")
     parser.add_argument("--trials", type=int, help="--sweep trials; default: 10 (quick: 3)")
-    parser.add_argument("--rss-child", choices=LOOPS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=LOOPS, help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     quick = args.quick
-    if args.rss_child:
-        rss_child(args)
+    if args.child:
+        child(args)
     elif args.sweep:
         args.trials = args.trials or (3 if quick else 10)
         args.steps = args.steps or (60 if quick else 600)

@@ -1,13 +1,17 @@
 """The training loop in-process: golden numbers, determinism, resume, collapse, NaN."""
 
 import json
+import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from gan.runfolder import METRICS, read_metrics
-from gan.train import train
+from gan.train import keep_freed_memory, train
 
 # loss_d and loss_g of the first 5 steps of `tiny_cfg("train.steps=5")` (seed 0, fp32, CPU);
 # a change here means the math of a training step (or the built-in data) changed
@@ -180,3 +184,48 @@ def test_compiled_nets_train_like_eager_ones(tiny_cfg, tmp_path, precision, rtol
         torch.testing.assert_close(
             torch.tensor(compiled[key]), torch.tensor(eager[key]), rtol=rtol, atol=rtol / 10
         )
+
+
+# a 64 MiB buffer freed and allocated again: page faults of the second allocation + fill
+REFAULTS = """
+import resource, sys, torch
+from gan.train import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+for i in range(2):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    buffer = torch.empty(2**24).fill_(1.0)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    del buffer
+print(kept, faults)
+"""
+
+
+def refaults(mode: str, **env: str) -> tuple[str, int]:
+    done = subprocess.run(
+        [sys.executable, "-c", REFAULTS, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+        env={**os.environ, **env},
+    )
+    kept, faults = done.stdout.split()
+    return kept, int(faults)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
+def test_freed_memory_is_reused_without_page_faults():
+    # by default glibc hands a 64 MiB buffer back to the kernel and faults in 16,384 fresh
+    # pages for the next one; kept, the next one reuses the same pages
+    assert refaults("default")[1] > 10_000
+    kept, faults = refaults("keep")
+    assert kept == "True" and faults < 1_000
+    # an allocator the user tuned through the environment is left alone
+    kept, faults = refaults("keep", GLIBC_TUNABLES="glibc.malloc.arena_max=2")
+    assert kept == "False" and faults > 10_000
+
+
+def test_summary_records_the_allocator_setting(tiny_cfg, tmp_path):
+    train(tiny_cfg("train.steps=2"), tmp_path / "run")
+    # True on glibc unless the environment tunes the allocator (see the test above)
+    assert summary(tmp_path / "run")["keep_freed_memory"] is keep_freed_memory()
