@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gan.config import ModelConfig
@@ -7,8 +8,11 @@ from gan.models import (
     Discriminator,
     Generator,
     Project,
+    ToRGB,
     UpConv,
     _SmallUpConv,
+    _ToRGB,
+    conv_transpose_by_gemm,
     disc_widths,
     gen_widths,
     init_weights,
@@ -94,23 +98,48 @@ def test_gemm_weight_gradient_is_exact():
     assert torch.autograd.gradcheck(_SmallUpConv.apply, (x, w))
 
 
-def test_upconv_under_bf16_autocast_matches_the_library():
-    """Under CPU bf16 autocast a 4x4 input takes the GEMM weight gradient; it agrees with
-    oneDNN's to bf16 rounding, and the gradient reaches the fp32 weight in fp32."""
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_gemm_transposed_convolution_is_exact(fmt):
+    """G's last layer's forward (every tap by one GEMM, then the phases' shifted sums) is the
+    library's transposed convolution, on a non-square input, and its autograd Function's
+    gradients are right."""
+    x = torch.randn(3, 7, 5, 6, dtype=torch.float64).contiguous(memory_format=fmt)
+    w = torch.randn(7, 3, 4, 4, dtype=torch.float64)
+    y = conv_transpose_by_gemm(x, w)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, F.conv_transpose2d(x, w, stride=2, padding=1), rtol=0, atol=1e-12)
+    x, w = x[:2, :, :3, :4].requires_grad_(), w.requires_grad_()
+    assert torch.autograd.gradcheck(_ToRGB.apply, (x, w))
+
+
+@pytest.mark.parametrize(
+    ("layer", "side", "function"),
+    [(UpConv(64, 32), 4, "_SmallUpConvBackward"), (ToRGB(64), 16, "_ToRGBBackward")],
+    ids=["upconv-4x4", "to-rgb"],
+)
+def test_gemm_paths_under_bf16_autocast_match_the_library(layer, side, function):
+    """Under CPU bf16 autocast G's first stride-2 block takes the GEMM weight gradient and its
+    last layer the GEMM forward; they agree with oneDNN's to bf16 rounding, and the gradient
+    reaches the fp32 weight in fp32."""
     torch.manual_seed(0)
-    layer, library = UpConv(64, 32), nn.ConvTranspose2d(64, 32, 4, 2, 1, bias=False)
+    library = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, 4, 2, 1, bias=False)
     library.weight.data.copy_(layer.weight.data)
-    x = torch.randn(16, 64, 4, 4).contiguous(memory_format=torch.channels_last)
-    grads = []
+    x = torch.randn(16, layer.in_channels, side, side).contiguous(memory_format=torch.channels_last)
+    outs, grads = [], []
     for m in (layer, library):
         m.to(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = m(x)
         assert y.dtype == torch.bfloat16
+        assert (function in y.grad_fn.name()) == (m is layer)  # the GEMM path was taken
         (y.float() ** 2).sum().backward()
+        outs.append(y.float())
         grads.append(m.weight.grad)
     assert grads[0].dtype == torch.float32
-    torch.testing.assert_close(grads[0], grads[1], rtol=2e-2, atol=2e-2 * grads[1].abs().max())
+    torch.testing.assert_close(outs[0], outs[1], rtol=2e-2, atol=2e-2 * outs[1].abs().max().item())
+    torch.testing.assert_close(
+        grads[0], grads[1], rtol=2e-2, atol=2e-2 * grads[1].abs().max().item()
+    )
 
 
 def test_disc_head_is_fp32_under_bf16_autocast():

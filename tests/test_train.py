@@ -186,16 +186,19 @@ def test_compiled_nets_train_like_eager_ones(tiny_cfg, tmp_path, precision, rtol
         )
 
 
-# a 64 MiB buffer freed and allocated again: page faults of the second allocation + fill
+# a 64 MiB block freed and allocated again: page faults of the second malloc + fill
 REFAULTS = """
-import resource, sys, torch
+import ctypes, resource, sys
 from gan.train import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
-for i in range(2):
+libc, size = ctypes.CDLL(None), 2**26
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+for i in range(3):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    buffer = torch.empty(2**24).fill_(1.0)
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    del buffer
+    libc.free(block)
 print(kept, faults)
 """
 
@@ -215,8 +218,8 @@ def refaults(mode: str, **env: str) -> tuple[str, int]:
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
 def test_freed_memory_is_reused_without_page_faults():
-    # by default glibc hands a 64 MiB buffer back to the kernel and faults in 16,384 fresh
-    # pages for the next one; kept, the next one reuses the same pages
+    # by default glibc hands a 64 MiB block back to the kernel and faults in 16,384 fresh pages
+    # for the next one; kept, the next one reuses the same pages
     assert refaults("default")[1] > 10_000
     kept, faults = refaults("keep")
     assert kept == "True" and faults < 1_000
