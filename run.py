@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from gan import interrupts
 from gan.config import UserError
 from gan.sweep import trial_of_job
 from gan.train import train
@@ -74,4 +75,5 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 
 if __name__ == "__main__":
+    interrupts.install()  # before the sweeper opens its study: see gan/interrupts.py
     main()

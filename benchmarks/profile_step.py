@@ -11,14 +11,21 @@ For one width of `model=seed` (batch 128, 64 px, as in throughput.py) it measure
   FLOPs of the convolutions and matrix products (FlopCounterMode) and their GFLOP/s against
   the GEMM peak, and the slowest ops;
 
-then the bounds: pumpgan's images/s, and its ratio to the seed loop, if every convolution and
-matrix product ran at the bf16 GEMM peak (a) with the other ops as measured, (b) with the other
-ops taking no time at all. Nothing that keeps the FLOPs can beat (b). The seed loop is
+- every convolution pass of pumpgan's G and D (forward, input gradient, weight gradient) timed
+  alone at its shape in the step, in the step's precision and layout, against a plain GEMM of
+  the same shape and FLOPs;
+
+then the bounds: pumpgan's images/s, and its ratio to the seed loop, (c) if every convolution
+pass ran at the speed of its GEMM where that is faster, the other ops as measured; if every
+convolution and matrix product ran at the bf16 GEMM peak (a) with the other ops as measured,
+(b) with the other ops taking no time at all. Nothing that keeps the FLOPs can beat (b). The
+seed loop is
 measured and profiled first: pumpgan's step turns on its process-wide allocator setting
 (gan.train.keep_freed_memory), which the seed loop as written does not have.
 
     uv run python benchmarks/profile_step.py --width 32
     uv run python benchmarks/profile_step.py --width 16 --steps 5
+    uv run python benchmarks/profile_step.py --quick --width 4 --steps 1   # a smoke run
 """
 
 from __future__ import annotations
@@ -35,9 +42,16 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from throughput import (  # the benchmark's loops, shared (run as benchmarks/profile_step.py)
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+# the benchmark's loops, shared; importing it also puts the checkout (`gan`) on sys.path
+from throughput import (
     BATCH,
     IMAGE_SIZE,
+    Discriminator,
+    Generator,
     baseline_step,
     machine,
     measure_baseline,
@@ -45,11 +59,6 @@ from throughput import (  # the benchmark's loops, shared (run as benchmarks/pro
     pumpgan_step,
     write_pngs,
 )
-from torch import nn
-from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
-
-from gan.models import Discriminator, Generator
 
 # self-CPU-time categories by aten op name: the first category with a matching prefix wins
 CATEGORIES = {
@@ -279,6 +288,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--quick", action="store_true", help="a smoke run (what a test runs)")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3, help="profiled steps (after 2 untimed)")
     parser.add_argument("--top", type=int, default=12, help="slowest ops to list")
@@ -293,8 +303,9 @@ def main() -> None:
     bandwidth = copy_bandwidth()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        write_pngs(1000, data / "images" / "jacks")
-        seed_ips = measure_baseline(args.width, data / "images", 12, 3, data)
+        images, steps, warmup = (256, 4, 1) if args.quick else (1000, 12, 3)
+        write_pngs(images, data / "images" / "jacks")
+        seed_ips = measure_baseline(args.width, data / "images", steps, warmup, data)
         cfg = pumpgan_cfg(args.width, 10, 2, 512, data / "cache", args.pumpgan_overrides)
     bf16 = cfg.hardware.precision == "bf16"
     pump_peak = peak["bf16" if bf16 else "fp32"]
@@ -325,7 +336,8 @@ def main() -> None:
         print(f"| {e.key} | {per_step:.1f} | {e.count / args.steps:g} |")
 
     dtype = torch.bfloat16 if bf16 else torch.float32
-    alone, at_gemm = report_layers(layer_passes(cfg, bf16, reps=3), dtype, reps=3)
+    reps = 1 if args.quick else 3
+    alone, at_gemm = report_layers(layer_passes(cfg, bf16, reps), dtype, reps)
 
     measured = sum(pump_cat.values())  # self times add up to about the step's wall time
     flop_s = pump_cat.get(FLOP_OPS, 0.0)

@@ -42,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
+from gan import interrupts
 from gan.runfolder import RunFolder, atomic_write
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ class StudySweeper(Sweeper):
         try:
             for w in workers:
                 w.join()
+            interrupts.check()  # the workers stopped for a Ctrl-C that was swallowed
         except KeyboardInterrupt:
             self.stopping = True
             log.warning(
@@ -224,6 +226,10 @@ class StudySweeper(Sweeper):
         assert self.launcher is not None
         while True:
             with self.lock:
+                if interrupts.pending():  # a Ctrl-C that some finalizer swallowed
+                    self.stopping = True
+                    if threading.current_thread() is threading.main_thread():
+                        interrupts.check()
                 if self.errors or self.stopping:
                     return
                 if trials_used(study) >= self.n_trials:
@@ -239,6 +245,7 @@ class StudySweeper(Sweeper):
                 (ret,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
                 score, error = float(ret.return_value), None
             except KeyboardInterrupt:
+                interrupts.clear()
                 with self.lock:
                     self.running.discard(trial.number)
                     requeue(study, trial.number, reason="interrupted")

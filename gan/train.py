@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import functools
 import logging
 import os
 import platform
 import random
 import shutil
-import signal
 import statistics
 import sys
-import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from gan import interrupts
 from gan.config import HardwareConfig, ModelConfig, UserError, validate
 from gan.data import BatchSampler, augment, load_images
 from gan.models import Discriminator, Generator, init_weights, num_params
@@ -242,11 +242,12 @@ def train(
     status = "running"
     redirect = logging_redirect_tqdm() if show_bar else nullcontext()
     try:
-        with redirect, sigterm_as_interrupt():
+        with redirect, interrupts.installed():
             if start_step == 0:
                 save_samples()
             stop = tracker.collapsed_at is not None and cfg.score.stop_on_collapse
             while step < t.steps and not stop:
+                interrupts.check()  # a Ctrl-C that some finalizer swallowed ends the run here
                 # ---- a batch: uint8 -> [-1, 1] -> augmented, all on the device
                 idx = sampler.next().to(device, non_blocking=True)
                 real = augment(images[idx].float().div_(127.5).sub_(1), cfg.augment)
@@ -274,6 +275,7 @@ def train(
             checkpoint()
         status = "completed" if tracker.collapsed_at is None else "collapsed"
     except KeyboardInterrupt:
+        interrupts.clear()
         status = "interrupted"
         flush()
         checkpoint()
@@ -478,6 +480,7 @@ def pick_hardware(
     return device, bf16, channels_last, timings
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed memory for the next step instead of returning it to the
     kernel; True if it now does (once per process, for the whole process).
@@ -491,21 +494,12 @@ def keep_freed_memory() -> bool:
     at its peak: 5-12% higher than without at widths 16-32, flat once the first steps have run
     (240 steps at width 16: 988 -> 1003 MiB). Left alone when the environment already tunes the
     allocator (GLIBC_TUNABLES, MALLOC_*, LD_PRELOAD) or the C library is not glibc."""
-    global _kept_freed_memory
-    if _kept_freed_memory is None:
-        tuned = any(k == "GLIBC_TUNABLES" or k.startswith("MALLOC_") for k in os.environ)
-        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-        glibc = platform.libc_ver()[0] == "glibc"
-        _kept_freed_memory = False
-        if glibc and mallopt is not None and not tuned and not os.environ.get("LD_PRELOAD"):
-            m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
-            _kept_freed_memory = bool(
-                mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 2**31 - 1)
-            )
-    return _kept_freed_memory
-
-
-_kept_freed_memory: bool | None = None
+    tuned = any(k == "GLIBC_TUNABLES" or k.startswith("MALLOC_") for k in os.environ)
+    if tuned or os.environ.get("LD_PRELOAD") or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt  # the process's C library
+    m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
+    return bool(mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def fastest_cpu_setting(m: ModelConfig, batch_size: int) -> tuple[bool, bool, dict[str, float]]:
@@ -579,24 +573,6 @@ def carry_over(source: Path, folder: RunFolder, step: int) -> list[list[Any]]:
         if int(png.stem.removeprefix("step_")) <= step:
             shutil.copy2(png, folder.samples_dir / png.name)
     return rows
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM (a scheduler's kill, `kill PID`) ends the run like Ctrl-C: checkpoint, status
-    `interrupted`. Only the main thread can install signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def versions() -> dict[str, str]:

@@ -83,3 +83,4 @@ def wait_for_steps(run_dir: Path, steps: int, timeout: float = 120) -> None:
         if summary.exists() and json.loads(summary.read_text())["steps_done"] >= steps:
             return
         time.sleep(0.1)
+    raise AssertionError(f"{run_dir} did not read back {steps} steps within {timeout} s")

@@ -1,4 +1,5 @@
-"""benchmarks/throughput.py end to end in its smallest settings, so that the script cannot rot."""
+"""benchmarks/throughput.py and profile_step.py end to end in their smallest settings, so that
+the scripts cannot rot."""
 
 import re
 import subprocess
@@ -11,9 +12,9 @@ from .conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def run_throughput(*args: str) -> subprocess.CompletedProcess:
+def run_throughput(*args: str, script: str = "throughput.py") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), *args],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -43,3 +44,20 @@ def test_sweep_quick_counts_the_steps_saved():
     assert int(off[1]) == 3 * 60
     assert 0 < int(on[1]) <= int(off[1])
     assert "compute saved by stopping at the collapse:" in done.stdout
+
+
+def test_profile_quick_prints_categories_layers_and_bounds():
+    done = run_throughput("--quick", "--width", "4", "--steps", "1", script="profile_step.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    # the step's time by category, the FLOP ops' rate against the GEMM peak
+    flop_row = r"^\| convolutions \+ matmuls \| [\d.]+ \| [\d.]+% \| \d+ \(\d+%\) \|"
+    assert re.search(flop_row, out, re.M), out
+    # every conv pass of G and D, e.g. G's last layer's forward by the GEMM path
+    assert re.search(r"^\| G4 ToRGB\(16, 3\) 32px \| forward \| 1 \|", out, re.M), out
+    bounds = dict(re.findall(r"^\| (as measured|\([abc]\)).*? \| ([\d.]+)x \|$", out, re.M))
+    assert set(bounds) == {"as measured", "(a)", "(b)", "(c)"}, out
+    # (b) has every convolution at the peak and nothing else: above (a) by construction, and
+    # far above a width-4 step, which is mostly not convolutions
+    ratio = {k: float(v) for k, v in bounds.items()}
+    assert ratio["as measured"] < ratio["(b)"] and ratio["(a)"] <= ratio["(b)"]

@@ -310,6 +310,7 @@ def test_ctrl_c_stops_the_sweep_and_queues_the_trial_again(tmp_path, cache_dir):
         "sweep=quick",
         "hydra.sweeper.n_trials=3",
         "train.steps=100000",
+        "score.stop_on_collapse=false",  # trial 0 must still run when the signal comes
         "model=tiny",
     )
     # its own process group, as a terminal's Ctrl-C signals the whole foreground group

@@ -232,3 +232,48 @@ def test_summary_records_the_allocator_setting(tiny_cfg, tmp_path):
     train(tiny_cfg("train.steps=2"), tmp_path / "run")
     # True on glibc unless the environment tunes the allocator (see the test above)
     assert summary(tmp_path / "run")["keep_freed_memory"] is keep_freed_memory()
+
+
+SWALLOWED = """
+import os, signal, sys
+from pathlib import Path
+from gan import interrupts
+from gan.train import train
+from tests.conftest import make_cfg
+
+interrupts.install()  # as run.py does
+
+
+class Finalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10_000):  # the handler runs here, and its KeyboardInterrupt is swallowed
+            pass
+
+
+Finalizer()
+print("still running", flush=True)
+try:
+    train(make_cfg("train.steps=50", cache_dir=Path(sys.argv[1])), Path(sys.argv[2]))
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_a_ctrl_c_swallowed_by_a_finalizer_still_interrupts_the_run(cache_dir, tmp_path):
+    """Python drops a KeyboardInterrupt raised inside a finalizer ("Exception ignored in"); a
+    sweep lost a Ctrl-C that way while opening its study and trained on. The signal is recorded
+    and the training loop raises it again."""
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-c", SWALLOWED, str(cache_dir), str(run)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=120,
+    )
+    assert "Exception ignored" in done.stderr and "KeyboardInterrupt" in done.stderr
+    assert done.stdout.split() == ["still", "running", "interrupted"], done.stderr[-2000:]
+    assert summary(run)["status"] == "interrupted"
+    assert summary(run)["steps_done"] == 0
+    assert (run / "checkpoints" / "last.pt").is_file()
