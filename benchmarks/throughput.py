@@ -298,6 +298,8 @@ def pumpgan_step(cfg: DictConfig) -> Callable[[], object]:
     for net in (gen, disc):
         init_weights(net)
         net.to(memory_format=fmt)
+    if cfg.hardware.compile:  # as train() does
+        gen, disc = torch.compile(gen), torch.compile(disc)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, fused=True)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, fused=True)

@@ -1,5 +1,5 @@
-"""benchmarks/throughput.py and profile_step.py end to end in their smallest settings, so that
-the scripts cannot rot."""
+"""benchmarks/throughput.py, profile_step.py and ab_step.py end to end in their smallest
+settings, so that the scripts cannot rot."""
 
 import re
 import subprocess
@@ -61,3 +61,16 @@ def test_profile_quick_prints_categories_layers_and_bounds():
     # far above a width-4 step, which is mostly not convolutions
     ratio = {k: float(v) for k, v in bounds.items()}
     assert ratio["as measured"] < ratio["(b)"] and ratio["(a)"] <= ratio["(b)"]
+
+
+def test_ab_step_compares_two_settings_in_one_process():
+    done = run_throughput(
+        *("--width", "4", "--rounds", "2", "--warmup", "1"),
+        *("--a", "hardware.precision=fp32", "hardware.channels_last=false", "--b"),
+        script="ab_step.py",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = dict(re.findall(r"^\| ([AB]) \| .*? \| ([\d.]+) \| [\d.]+ \|$", done.stdout, re.M))
+    assert set(rows) == {"A", "B"}, done.stdout
+    speed = float(re.search(r"B / A speed: ([\d.]+)x", done.stdout)[1])
+    assert speed == pytest.approx(float(rows["A"]) / float(rows["B"]), rel=0.01)
