@@ -9,6 +9,7 @@ its first trial to the end (seen in 1 of 10 sweeps interrupted 2-14 s after thei
 `handler` raises KeyboardInterrupt as before and also records the signal; long loops call
 `check()`, which raises it again if it was swallowed. Code that handles a KeyboardInterrupt
 calls `clear()`, so that a later run in the same process (a notebook, a test) starts afresh.
+Inside `deferred()` the handler only records the signal, and the block's end raises it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,29 @@ from contextlib import contextmanager
 from typing import Any
 
 _pending: int | None = None  # the signal of an interrupt not yet handled
+_deferring = 0  # depth of `deferred()` blocks
 
 
 def handler(signum: int, frame: Any) -> None:
     global _pending
     _pending = signum
-    raise KeyboardInterrupt(f"signal {signum}")
+    if not _deferring:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A signal that arrives in the block raises its KeyboardInterrupt when the block ends, not
+    in the middle of it: for bookkeeping that must not be cut in half (a metrics chunk written
+    but not marked written would be written twice)."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if not _deferring:
+        check()
 
 
 def install() -> None:
