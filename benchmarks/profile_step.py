@@ -44,7 +44,6 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
 
 # the benchmark's loops, shared; importing it also puts the checkout (`gan`) on sys.path
 from throughput import (
@@ -53,6 +52,8 @@ from throughput import (
     Discriminator,
     Generator,
     baseline_step,
+    best_time,
+    flops_per_step,
     machine,
     measure_baseline,
     pumpgan_cfg,
@@ -95,10 +96,7 @@ def category(op: str) -> str:
 
 
 def gemm_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    return 2 * n**3 / best_time(lambda: a @ b, reps) / 1e9
+    return 2 * n**3 / gemm_time(n, n, n, dtype, reps) / 1e9
 
 
 def copy_bandwidth(mib: int = 256, reps: int = 5) -> float:
@@ -107,15 +105,6 @@ def copy_bandwidth(mib: int = 256, reps: int = 5) -> float:
     dst = torch.empty_like(src)
     dst.copy_(src)
     return 2 * src.nbytes / best_time(lambda: dst.copy_(src), reps) / 1e9
-
-
-def best_time(fn: Callable[[], object], reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def profile_step(step: Callable[[], object], steps: int) -> tuple[float, dict[str, float], list]:
@@ -133,13 +122,6 @@ def profile_step(step: Callable[[], object], steps: int) -> tuple[float, dict[st
     for e in events:
         by_category[category(e.key)] += e.self_cpu_time_total / 1e6 / steps
     return statistics.median(times), dict(by_category), list(events)
-
-
-def flop_ops_flops(step: Callable[[], object]) -> int:
-    """FLOPs of one step's convolutions and matrix products (all FlopCounterMode counts)."""
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
 
 
 @dataclass
@@ -234,10 +216,8 @@ def time_layer(
         if per_step:
             with autocast:
                 fn()
-                with FlopCounterMode(display=False) as counter:
-                    fn()
-                seconds = best_time(fn, reps)
-            passes.append(Pass(label, kind, per_step, seconds, counter.get_total_flops(), gemm))
+                flops, seconds = flops_per_step(fn), best_time(fn, reps)
+            passes.append(Pass(label, kind, per_step, seconds, flops, gemm))
     return passes
 
 
@@ -314,7 +294,7 @@ def main() -> None:
     seed_s, seed_cat, _ = profile_step(seed, args.steps)
     pump = pumpgan_step(cfg)
     pump_s, pump_cat, events = profile_step(pump, args.steps)
-    seed_flops, pump_flops = flop_ops_flops(seed), flop_ops_flops(pump)
+    seed_flops, pump_flops = flops_per_step(seed), flops_per_step(pump)
 
     print(machine())
     print(

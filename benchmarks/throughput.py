@@ -339,12 +339,17 @@ def conv_peak(width: int, bf16: bool, reps: int = 5) -> float:
     flops = flops_per_step(run)
     for _ in range(2):
         run()
+    return flops / best_time(run, reps) / 1e9
+
+
+def best_time(fn: Callable[[], object], reps: int) -> float:
+    """The shortest of `reps` timed calls of fn, in seconds."""
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        run()
+        fn()
         times.append(time.perf_counter() - start)
-    return flops / min(times) / 1e9
+    return min(times)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -353,12 +358,9 @@ def child(args: argparse.Namespace) -> None:
     from its parent's peak at the fork."""
     with tempfile.TemporaryDirectory() as tmp:
         if args.child == "baseline":
-            ips, used = (
-                measure_baseline(
-                    args.width, args.data_dir / "images", args.steps, args.warmup, Path(tmp)
-                ),
-                "fp32",
-            )
+            images = args.data_dir / "images"
+            ips = measure_baseline(args.width, images, args.steps, args.warmup, Path(tmp))
+            used = "fp32"
         else:
             cache, overrides = args.data_dir / "cache", args.pumpgan_overrides
             cfg = pumpgan_cfg(args.width, args.steps, args.warmup, args.images, cache, overrides)

@@ -187,50 +187,50 @@ def train(
     def images_per_s() -> float:
         return (step - start_step) * t.batch_size / max(elapsed(), 1e-9)
 
+    @interrupts.deferred()
     def flush() -> bool:
         """Read back the pending steps' stats (one host sync), write them, score them. A signal
         in here takes effect at its end: a chunk half written would be written again."""
         nonlocal pending, last_flush_t
-        with interrupts.deferred():
-            if pending == 0:
-                return False
-            now = elapsed()
-            values = stats[:pending].float().cpu().tolist()
-            first = step - pending + 1
-            rows, collapsed = [], False
-            for k, row in enumerate(values):
-                # time_s is measured per chunk; steps inside a chunk are interpolated
-                time_s = wall_before + last_flush_t + (now - last_flush_t) * (k + 1) / pending
-                rows.append([first + k, round(time_s, 4), *row])
-                collapsed |= tracker.update(first + k, row[2], row[3], row[:2])
-            folder.append_metrics(rows)
-            pending, last_flush_t = 0, now
-            loss_d, loss_g, d_real, d_fake, _ = values[-1]
-            bar.set_postfix_str(
-                f"loss_d {loss_d:.3f} loss_g {loss_g:.3f} D(x) {d_real:.3f} "
-                f"D(G(z)) {d_fake:.3f} {images_per_s():.0f} img/s",
-                refresh=False,
+        if pending == 0:
+            return False
+        now = elapsed()
+        values = stats[:pending].float().cpu().tolist()
+        first = step - pending + 1
+        rows, collapsed = [], False
+        for k, row in enumerate(values):
+            # time_s is measured per chunk; steps inside a chunk are interpolated
+            time_s = wall_before + last_flush_t + (now - last_flush_t) * (k + 1) / pending
+            rows.append([first + k, round(time_s, 4), *row])
+            collapsed |= tracker.update(first + k, row[2], row[3], row[:2])
+        folder.append_metrics(rows)
+        pending, last_flush_t = 0, now
+        loss_d, loss_g, d_real, d_fake, _ = values[-1]
+        bar.set_postfix_str(
+            f"loss_d {loss_d:.3f} loss_g {loss_g:.3f} D(x) {d_real:.3f} "
+            f"D(G(z)) {d_fake:.3f} {images_per_s():.0f} img/s",
+            refresh=False,
+        )
+        bar.update(step - bar.n)
+        if not show_bar and (step % plain_every < len(values) or step == t.steps):
+            log.info(
+                "step %d/%d  loss_d %.3f  loss_g %.3f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s",
+                step,
+                t.steps,
+                loss_d,
+                loss_g,
+                d_real,
+                d_fake,
+                images_per_s(),
             )
-            bar.update(step - bar.n)
-            if not show_bar and (step % plain_every < len(values) or step == t.steps):
-                log.info(
-                    "step %d/%d  loss_d %.3f  loss_g %.3f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s",
-                    step,
-                    t.steps,
-                    loss_d,
-                    loss_g,
-                    d_real,
-                    d_fake,
-                    images_per_s(),
-                )
-            folder.update_summary(
-                steps_done=step,
-                wall_s=round(wall_before + now, 3),
-                images_per_s=round(images_per_s(), 2),
-                collapsed_at=tracker.collapsed_at,
-                reason=tracker.reason,
-            )
-            return collapsed
+        folder.update_summary(
+            steps_done=step,
+            wall_s=round(wall_before + now, 3),
+            images_per_s=round(images_per_s(), 2),
+            collapsed_at=tracker.collapsed_at,
+            reason=tracker.reason,
+        )
+        return collapsed
 
     def checkpoint() -> None:
         folder.save_checkpoint(state(step, wall_before + elapsed()))
