@@ -294,7 +294,8 @@ def pumpgan_step(cfg: DictConfig) -> Callable[[], object]:
     bf16 = cfg.hardware.precision == "bf16"
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
     fmt = torch.channels_last if cfg.hardware.channels_last else torch.preserve_format
-    gen, disc = Generator(cfg.model), Discriminator(cfg.model)
+    own = cfg.hardware.cpu_kernels  # used where they apply, as in train()
+    gen, disc = Generator(cfg.model, own), Discriminator(cfg.model, own)
     for net in (gen, disc):
         init_weights(net)
         net.to(memory_format=fmt)

@@ -79,6 +79,9 @@ class HardwareConfig:
     channels_last: bool = False
     # wrap G and D in torch.compile
     compile: bool = False
+    # in bf16 channels-last training on a CPU, pumpgan's own kernels (gan/kernels.c, built with
+    # gcc at start) for each BatchNorm + activation and for G's last layer; false: the library's
+    cpu_kernels: bool = True
     # CPU threads for torch; 0 keeps torch's default (one per core)
     threads: int = 0
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan import kernels
 from gan.config import ModelConfig
 
 
@@ -94,16 +95,20 @@ def _add_shifted(dst: torch.Tensor, src: torch.Tensor, dy: int, dx: int) -> None
     ]
 
 
-def conv_transpose_by_gemm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def conv_transpose_by_gemm(x: torch.Tensor, weight: torch.Tensor, kernel: bool) -> torch.Tensor:
     """conv_transpose2d(x, weight, stride=2, padding=1) with a 4x4 kernel, as one GEMM that
-    computes every tap of every input pixel, then four (shifted) adds per output phase, in
-    fp32. For few output channels (G's last layer), where oneDNN's bf16 kernel runs at ~60
-    GFLOP/s; not with few input channels too (16 -> 3 channels: 6.0 against oneDNN's 4.8 ms).
-    Channels-last output in x's dtype."""
+    computes every tap of every input pixel, then the sum of four taps per output pixel, in
+    fp32: by gan/kernels.c's `to_rgb_phases` when `kernel` (bf16 channels-last x), else as four
+    shifted adds per output phase. For few output channels (G's last layer), where oneDNN's bf16
+    kernel runs at ~60 GFLOP/s; not with few input channels too (16 -> 3 channels: 6.0 against
+    oneDNN's 4.8 ms). Channels-last output in x's dtype."""
     b, c_in, h, w = x.shape
     c_out = weight.shape[1]
-    pixels = x.permute(1, 0, 2, 3).reshape(c_in, b * h * w)  # a view for channels-last x
     cols = weight.permute(0, 2, 3, 1).reshape(c_in, 16 * c_out)  # (C_in, (ky, kx, C_out))
+    if kernel and x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=torch.channels_last):
+        rows = x.permute(0, 2, 3, 1).reshape(b * h * w, c_in)  # a view
+        return kernels.to_rgb_phases((rows @ cols).view(b, h, w, 4, 4, c_out))
+    pixels = x.permute(1, 0, 2, 3).reshape(c_in, b * h * w)  # a view for channels-last x
     acc = torch.promote_types(x.dtype, torch.float32)  # fp32 sums of bf16 taps
     taps = (cols.t() @ pixels).view(4, 4, c_out, b, h, w).to(acc)
     phases = torch.empty(2, 2, c_out, b, h, w, dtype=acc, device=x.device)
@@ -126,18 +131,18 @@ class _ToRGB(torch.autograd.Function):
     12-14 ms (128), 44-46 -> 17-20 ms (256). The backward is the library's, fast here."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, weight: torch.Tensor):
-        ctx.save_for_backward(x, weight)
-        return conv_transpose_by_gemm(x, weight)
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, kernel: bool):  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        return conv_transpose_by_gemm(x, w, kernel)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         # (grad, input, weight, bias sizes, stride, padding, dilation, transposed,
         # output padding, groups, which gradients)
-        args = ([2, 2], [1, 1], [1, 1], True, [0, 0], 1, [*ctx.needs_input_grad, False])
+        args = ([2, 2], [1, 1], [1, 1], True, [0, 0], 1, [*ctx.needs_input_grad[:2], False])
         grad_x, grad_w, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, *args)
-        return grad_x, grad_w
+        return grad_x, grad_w, None
 
 
 def _cpu_bf16(x: torch.Tensor) -> bool:
@@ -168,14 +173,16 @@ class ToRGB(nn.ConvTranspose2d):
     """G's last layer: nn.ConvTranspose2d(c_in, 3, 4, 2, 1) (same weights, same checkpoints),
     forward by one GEMM under CPU bf16 autocast (`_ToRGB`)."""
 
-    def __init__(self, c_in: int, c_out: int = 3) -> None:
+    def __init__(self, c_in: int, c_out: int = 3, cpu_kernels: bool = True) -> None:
         super().__init__(c_in, c_out, 4, 2, 1, bias=False)
+        self.cpu_kernels = cpu_kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if not _cpu_bf16(x):
             return super().forward(x)
+        kernel = self.cpu_kernels and kernels.kernel() is not None
         with torch.autocast("cpu", enabled=False):
-            return _ToRGB.apply(x.to(torch.bfloat16), self.weight.to(torch.bfloat16))
+            return _ToRGB.apply(x.to(torch.bfloat16), self.weight.to(torch.bfloat16), kernel)
 
 
 class Project(nn.ConvTranspose2d):
@@ -195,11 +202,34 @@ class Project(nn.ConvTranspose2d):
         return (z.flatten(1) @ cols).view(-1, 4, 4, w.shape[1]).permute(0, 3, 1, 2)
 
 
-class Generator(nn.Module):
-    """z (B, dim_z, 1, 1) -> image (B, 3, S, S) in [-1, 1]."""
+_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
 
-    def __init__(self, cfg: ModelConfig) -> None:
+
+def run_layers(layers: nn.Sequential, x: torch.Tensor, cpu_kernels: bool) -> torch.Tensor:
+    """layers(x), with each BatchNorm2d and the (leaky) ReLU after it computed as one
+    `kernels.batch_norm_act` when `cpu_kernels` (gan/kernels.c's kernel in CPU bf16
+    channels-last training, the library's layers otherwise). The layers stay as they are, and
+    so do the checkpoints."""
+    i = 0
+    while i < len(layers):
+        layer, after = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+        if cpu_kernels and isinstance(layer, nn.BatchNorm2d) and isinstance(after, _ACTIVATIONS):
+            slope = after.negative_slope if isinstance(after, nn.LeakyReLU) else 0.0
+            x = kernels.batch_norm_act(x, layer, slope)
+            i += 2
+        else:
+            x = layer(x)
+            i += 1
+    return x
+
+
+class Generator(nn.Module):
+    """z (B, dim_z, 1, 1) -> image (B, 3, S, S) in [-1, 1]. `cpu_kernels`: gan/kernels.c's
+    kernels where they apply (`run_layers`, `ToRGB`); False: the library's throughout."""
+
+    def __init__(self, cfg: ModelConfig, cpu_kernels: bool = True) -> None:
         super().__init__()
+        self.cpu_kernels = cpu_kernels
         widths = gen_widths(cfg)
         # (B, dim_z, 1, 1) -> (B, widths[0], 4, 4)
         layers: list[nn.Module] = [
@@ -215,18 +245,19 @@ class Generator(nn.Module):
                 nn.ReLU(True),
             ]
         # (B, widths[-1], S/2, S/2) -> (B, 3, S, S)
-        layers += [ToRGB(widths[-1]), nn.Tanh()]
+        layers += [ToRGB(widths[-1], cpu_kernels=cpu_kernels), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        return run_layers(self.net, z, self.cpu_kernels)
 
 
 class Discriminator(nn.Module):
-    """image (B, 3, S, S) -> one logit per image (B,)."""
+    """image (B, 3, S, S) -> one logit per image (B,). `cpu_kernels`: see `run_layers`."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, cpu_kernels: bool = True) -> None:
         super().__init__()
+        self.cpu_kernels = cpu_kernels
         widths = disc_widths(cfg)
         # (B, 3, S, S) -> (B, widths[0], S/2, S/2); no BatchNorm on the input block (DCGAN)
         layers: list[nn.Module] = [
@@ -245,7 +276,7 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.net[:-1](x)  # (B, widths[-1], 4, 4)
+        features = run_layers(self.net[:-1], x, self.cpu_kernels)  # (B, widths[-1], 4, 4)
         # the head in fp32 even under bf16 autocast: its logits are what the loss and the score
         # read, and it is a tiny layer
         with torch.autocast(x.device.type, enabled=False):

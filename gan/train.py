@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gan import interrupts
+from gan import interrupts, kernels
 from gan.config import HardwareConfig, ModelConfig, UserError, validate
 from gan.data import BatchSampler, augment, load_images
 from gan.models import Discriminator, Generator, init_weights, num_params
@@ -66,7 +66,8 @@ def train(
     sampler = BatchSampler(len(images), t.batch_size, seed=cfg.seed)
 
     # ---- models and optimisers
-    gen, disc = Generator(m).to(device), Discriminator(m).to(device)
+    own = cfg.hardware.cpu_kernels and cpu_kernels_apply(device, bf16, channels_last)
+    gen, disc = Generator(m, own).to(device), Discriminator(m, own).to(device)
     init_weights(gen)
     init_weights(disc)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
@@ -122,6 +123,8 @@ def train(
             "threads": torch.get_num_threads(),
             # glibc malloc keeps freed memory for reuse (gan.train.keep_freed_memory)
             "keep_freed_memory": keep_freed_memory(),
+            # pumpgan's own CPU kernels in use (gan/kernels.py; hardware.cpu_kernels)
+            "cpu_kernels": own,
             "params": {"gen": num_params(gen), "disc": num_params(disc)},
             "data": {"name": cfg.data.name, "num_images": len(images)},
             "versions": versions(),
@@ -478,7 +481,7 @@ def pick_hardware(
         return device, cfg.precision == "bf16", cfg.channels_last, {}
     if device.type == "cuda":
         return device, True, True, {}
-    bf16, channels_last, timings = fastest_cpu_setting(model, batch_size)
+    bf16, channels_last, timings = fastest_cpu_setting(model, batch_size, cfg.cpu_kernels)
     return device, bf16, channels_last, timings
 
 
@@ -504,9 +507,18 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 2**31 - 1))
 
 
-def fastest_cpu_setting(m: ModelConfig, batch_size: int) -> tuple[bool, bool, dict[str, float]]:
+def cpu_kernels_apply(device: torch.device, bf16: bool, channels_last: bool) -> bool:
+    """Whether gan/kernels.c's kernels serve this run: CPU bf16 channels-last training, with
+    the kernels built on this machine."""
+    return device.type == "cpu" and bf16 and channels_last and kernels.kernel() is not None
+
+
+def fastest_cpu_setting(
+    m: ModelConfig, batch_size: int, cpu_kernels: bool = True
+) -> tuple[bool, bool, dict[str, float]]:
     """fp32 or bf16 channels-last, whichever trains this model faster on this CPU: a few steps of
-    throwaway nets on random data (a second or two), outside the run's random stream. bf16 only
+    throwaway nets on random data (a second or two), outside the run's random stream
+    (`cpu_kernels`: hardware.cpu_kernels, used by the bf16 nets). bf16 only
     where the CPU computes it natively (AVX512-BF16 or AMX); see tests/test_train.py for why it
     is safe (same scores and D means as fp32)."""
     if not cpu_has_bf16():
@@ -517,7 +529,8 @@ def fastest_cpu_setting(m: ModelConfig, batch_size: int) -> tuple[bool, bool, di
             ("fp32", False, torch.preserve_format),
             ("bf16_channels_last", True, torch.channels_last),
         ):
-            gen, disc = Generator(m).to(memory_format=memory_format), Discriminator(m)
+            gen, disc = Generator(m, cpu_kernels), Discriminator(m, cpu_kernels)
+            gen.to(memory_format=memory_format)
             disc.to(memory_format=memory_format)
             opt_g = torch.optim.Adam(gen.parameters(), fused=True)
             opt_d = torch.optim.Adam(disc.parameters(), fused=True)
