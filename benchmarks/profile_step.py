@@ -72,7 +72,13 @@ CATEGORIES = {
         "aten::bmm",
         "aten::matmul",
     ),
-    "BatchNorm": ("aten::native_batch_norm", "aten::_batch_norm", "aten::batch_norm"),
+    # gan/kernels.c's BatchNorm + activation (_BatchNormAct) counts here, activation and all
+    "BatchNorm": (
+        "aten::native_batch_norm",
+        "aten::_batch_norm",
+        "aten::batch_norm",
+        "_BatchNormAct",
+    ),
     "activations": (
         "aten::relu",
         "aten::threshold",

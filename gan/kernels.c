@@ -255,41 +255,57 @@ int bn_act_backward(const uint16_t *dy, const uint16_t *x, uint16_t *dx, int64_t
  * (B, 2H, 2W, C) bf16 channels-last. Output pixel (2i + a, 2j + p) sums, in fp32, tap
  * (near[a], near[p]) of input pixel (i, j) and the taps `far` of its neighbours at row
  * i + step[a] and column j + step[p], where those exist. */
+static const int near_tap[2] = {1, 2}, far_tap[2] = {3, 0}, step[2] = {-1, 1};
+
+/* output pixel (2i + a, 2j + p) of one output row, from input rows `here` (i) and `there`
+ * (i + step[a], when `above`); inlined with c = 3 as a constant (gcc then unrolls it) */
+static inline __attribute__((always_inline)) void rgb_pixel(
+    const uint16_t *here, const uint16_t *there, int above, uint16_t *o, int64_t j, int64_t w,
+    int64_t c, int a, int p) {
+    const int64_t pixel = 16 * c;
+    int64_t j2 = j + step[p];
+    int side = j2 >= 0 && j2 < w; /* the neighbour column exists */
+    j2 = side ? j2 : j;
+    const uint16_t *t00 = here + j * pixel + (near_tap[a] * 4 + near_tap[p]) * c;
+    const uint16_t *t01 = here + j2 * pixel + (near_tap[a] * 4 + far_tap[p]) * c;
+    const uint16_t *t10 = there + j * pixel + (far_tap[a] * 4 + near_tap[p]) * c;
+    const uint16_t *t11 = there + j2 * pixel + (far_tap[a] * 4 + far_tap[p]) * c;
+    for (int64_t k = 0; k < c; k++) { /* the torch version's order: t00, t10, t01, t11 */
+        float s = bf16_to_float(t00[k]);
+        if (above) s += bf16_to_float(t10[k]);
+        if (side) s += bf16_to_float(t01[k]);
+        if (above && side) s += bf16_to_float(t11[k]);
+        o[k] = float_to_bf16(s);
+    }
+}
+
+static inline __attribute__((always_inline)) void rgb_line(
+    const uint16_t *here, const uint16_t *there, int above, uint16_t *o, int64_t w, int64_t c,
+    int a) {
+    for (int64_t j = 0; j < w; j++)
+        for (int p = 0; p < 2; p++) rgb_pixel(here, there, above, o + (2 * j + p) * c, j, w, c, a, p);
+}
+
+/* G's last layer (a 4x4, stride-2, padding-1 transposed convolution to few channels) from the
+ * products of every input pixel with every kernel tap: taps (B, H, W, 4, 4, C) bf16, out
+ * (B, 2H, 2W, C) bf16 channels-last. Output pixel (2i + a, 2j + p) sums, in fp32, tap
+ * (near[a], near[p]) of input pixel (i, j) and the taps `far` of its neighbours at row
+ * i + step[a] and column j + step[p], where those exist. */
 void to_rgb_phases(const uint16_t *taps, uint16_t *out, int64_t b, int64_t h, int64_t w,
                    int64_t c, int threads) {
-    static const int near[2] = {1, 2}, far[2] = {3, 0}, step[2] = {-1, 1};
-    const int64_t pixel = 16 * c, row = w * pixel;
+    const int64_t row = w * 16 * c;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t line = 0; line < b * 2 * h; line++) { /* output row oy of image n */
-        int64_t n = line / (2 * h), oy = line % (2 * h), i = oy / 2, a = oy % 2;
+        int64_t n = line / (2 * h), oy = line % (2 * h), i = oy / 2;
+        int a = (int)(oy % 2);
         int64_t i2 = i + step[a];
-        const uint16_t *here = taps + (n * h + i) * row;
         int above = i2 >= 0 && i2 < h; /* the neighbour row exists */
+        const uint16_t *here = taps + (n * h + i) * row;
         const uint16_t *there = taps + (n * h + (above ? i2 : i)) * row;
         uint16_t *o = out + line * 2 * w * c;
-        for (int64_t j = 0; j < w; j++) {
-            for (int p = 0; p < 2; p++, o += c) {
-                int64_t j2 = j + step[p];
-                int side = j2 >= 0 && j2 < w; /* the neighbour column exists */
-                j2 = side ? j2 : j;
-                const uint16_t *t00 = here + j * pixel + (near[a] * 4 + near[p]) * c;
-                const uint16_t *t01 = here + j2 * pixel + (near[a] * 4 + far[p]) * c;
-                const uint16_t *t10 = there + j * pixel + (far[a] * 4 + near[p]) * c;
-                const uint16_t *t11 = there + j2 * pixel + (far[a] * 4 + far[p]) * c;
-                if (above && side) {
-                    for (int64_t k = 0; k < c; k++)
-                        o[k] = float_to_bf16(bf16_to_float(t00[k]) + bf16_to_float(t10[k]) +
-                                             bf16_to_float(t01[k]) + bf16_to_float(t11[k]));
-                } else if (above) {
-                    for (int64_t k = 0; k < c; k++)
-                        o[k] = float_to_bf16(bf16_to_float(t00[k]) + bf16_to_float(t10[k]));
-                } else if (side) {
-                    for (int64_t k = 0; k < c; k++)
-                        o[k] = float_to_bf16(bf16_to_float(t00[k]) + bf16_to_float(t01[k]));
-                } else {
-                    for (int64_t k = 0; k < c; k++) o[k] = t00[k];
-                }
-            }
-        }
+        if (c == 3)
+            rgb_line(here, there, above, o, w, 3, a);
+        else
+            rgb_line(here, there, above, o, w, c, a);
     }
 }

@@ -114,12 +114,16 @@ def test_gemm_transposed_convolution_is_exact(fmt):
 
 @pytest.mark.parametrize(
     ("layer", "side", "function"),
-    [(UpConv(64, 32), 4, "_SmallUpConvBackward"), (ToRGB(64), 16, "_ToRGBBackward")],
-    ids=["upconv-4x4", "to-rgb"],
+    [
+        (UpConv(64, 32), 4, "_SmallUpConvBackward"),
+        (UpConv(32, 16), 8, "_SmallUpConvBackward"),
+        (ToRGB(64), 16, "_ToRGBBackward"),
+    ],
+    ids=["upconv-4x4", "upconv-8x8", "to-rgb"],
 )
 def test_gemm_paths_under_bf16_autocast_match_the_library(layer, side, function):
-    """Under CPU bf16 autocast G's first stride-2 block takes the GEMM weight gradient and its
-    last layer the GEMM forward; they agree with oneDNN's to bf16 rounding, and the gradient
+    """Under CPU bf16 autocast G's first two stride-2 blocks take the GEMM weight gradient and
+    its last layer the GEMM forward; they agree with oneDNN's to bf16 rounding, and the gradient
     reaches the fp32 weight in fp32."""
     torch.manual_seed(0)
     library = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, 4, 2, 1, bias=False)
