@@ -66,8 +66,8 @@ def train(
     sampler = BatchSampler(len(images), t.batch_size, seed=cfg.seed)
 
     # ---- models and optimisers
-    own = cfg.hardware.cpu_kernels and cpu_kernels_apply(device, bf16, channels_last)
-    gen, disc = Generator(m, own).to(device), Discriminator(m, own).to(device)
+    use_kernels = cfg.hardware.cpu_kernels and cpu_kernels_apply(device, bf16, channels_last)
+    gen, disc = Generator(m, use_kernels).to(device), Discriminator(m, use_kernels).to(device)
     init_weights(gen)
     init_weights(disc)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
@@ -124,7 +124,7 @@ def train(
             # glibc malloc keeps freed memory for reuse (gan.train.keep_freed_memory)
             "keep_freed_memory": keep_freed_memory(),
             # pumpgan's own CPU kernels in use (gan/kernels.py; hardware.cpu_kernels)
-            "cpu_kernels": own,
+            "cpu_kernels": use_kernels,
             "params": {"gen": num_params(gen), "disc": num_params(disc)},
             "data": {"name": cfg.data.name, "num_images": len(images)},
             "versions": versions(),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gan import kernels
 from gan.runfolder import METRICS, read_metrics
 from gan.train import keep_freed_memory, train
 
@@ -154,13 +155,20 @@ def test_bf16_agrees_with_fp32(tiny_cfg, tmp_path):
     here: after 150 steps the last-20-step D means differed by 0.002-0.005 and the scores were
     equal; the tolerances leave 6-10x headroom for other CPUs' kernels."""
     runs = {}
-    for precision in ("fp32", "bf16"):
-        cfg = tiny_cfg("train.steps=150", "train.batch_size=32", f"hardware.precision={precision}")
+    # bf16 as hardware=auto picks it on a CPU: channels-last, with gan/kernels.c where it builds
+    for precision, layout in (("fp32", "false"), ("bf16", "true")):
+        cfg = tiny_cfg(
+            "train.steps=150",
+            "train.batch_size=32",
+            f"hardware.precision={precision}",
+            f"hardware.channels_last={layout}",
+        )
         score = train(cfg, tmp_path / precision)
         metrics = read_metrics(tmp_path / precision / "metrics.csv")
         runs[precision] = score, metrics, summary(tmp_path / precision)
     (score32, m32, s32), (score16, m16, s16) = runs["fp32"], runs["bf16"]
     assert s16["precision"] == "bf16" and s32["precision"] == "fp32"
+    assert s16["cpu_kernels"] is (kernels.kernel() is not None) and s32["cpu_kernels"] is False
     assert score16 == score32
     torch.testing.assert_close(
         torch.tensor(m16["loss_d"][:3]), torch.tensor(m32["loss_d"][:3]), rtol=5e-3, atol=0
