@@ -80,6 +80,12 @@ def kernel() -> ctypes.CDLL | None:
     return lib
 
 
+def available() -> bool:
+    """The kernels are built and can be called here: not while torch.compile traces (a ctypes
+    call cannot be traced; the compiled graph takes the library's ops)."""
+    return not torch.compiler.is_compiling() and kernel() is not None
+
+
 def applies(x: torch.Tensor, bn: nn.BatchNorm2d) -> bool:
     """Whether `batch_norm_act` takes the fused kernel for this input and layer."""
     return (
@@ -90,8 +96,7 @@ def applies(x: torch.Tensor, bn: nn.BatchNorm2d) -> bool:
         and x.dim() == 4
         and x.is_contiguous(memory_format=torch.channels_last)
         and bn.weight.dtype == torch.float32
-        and not torch.compiler.is_compiling()
-        and kernel() is not None
+        and available()
     )
 
 

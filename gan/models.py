@@ -186,7 +186,7 @@ class ToRGB(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if not _cpu_bf16(x):
             return super().forward(x)
-        kernel = self.cpu_kernels and kernels.kernel() is not None
+        kernel = self.cpu_kernels and kernels.available()
         with torch.autocast("cpu", enabled=False):
             return _ToRGB.apply(x.to(torch.bfloat16), self.weight.to(torch.bfloat16), kernel)
 
