@@ -54,23 +54,17 @@ static void affine(int64_t c, const float *w, const float *b, const float *mean,
 
 /* Rows taken together as one line of the loops: short rows (few channels) make short inner loops
  * that gcc's vectors barely fill (16 channels: backward 8x slower than 64), so lines of at least
- * 256 values are used where the rows divide evenly; per-channel arrays are then repeated
- * (`widen`) and per-line sums folded back (`fold`). */
+ * 256 values are used where the rows divide evenly; per-channel arrays are then repeated to a
+ * line's length (`repeat`) and per-line sums folded back (in `channel_sums`). */
 static int64_t rows_per_line(int64_t m, int64_t c) {
     int64_t r = 1;
     while (r * c < 256 && m % (2 * r) == 0) r *= 2;
     return r;
 }
 
-static void widen(int64_t c, int64_t r, const float *src, float *dst) {
-    for (int64_t i = 0; i < r; i++) memcpy(dst + i * c, src, (size_t)c * sizeof(float));
-}
-
-static void fold(int64_t c, int64_t r, const double *wide, double *out) {
-    for (int64_t j = 0; j < c; j++) {
-        out[j] = 0.0;
-        for (int64_t i = 0; i < r; i++) out[j] += wide[i * c + j];
-    }
+/* v[0:c] copied into the r - 1 blocks of c after it */
+static void repeat(int64_t c, int64_t r, float *v) {
+    for (int64_t i = 1; i < r; i++) memcpy(v + i * c, v, (size_t)c * sizeof(float));
 }
 
 static inline void add_block(int64_t c, float *block1, float *block2, double *sum1, double *sum2) {
@@ -82,83 +76,104 @@ static inline void add_block(int64_t c, float *block1, float *block2, double *su
     }
 }
 
-/* Two per-channel sums over all rows: of f1 and f2, where (f1, f2) are
+/* Two per-channel sums over all M rows, of f1 and f2, where (f1, f2) are
  *   STATS:     (x - origin, (x - origin)^2)               origin = row 0 of x
- *   GRADIENT:  (dz, dz * (x - mean))
- * into sum1[C], sum2[C] (fp64). */
+ *   GRADIENT:  (dz, dz * (x - mean))                      (`origin` holds the mean)
+ * taken in lines of r rows (the per-channel arrays repeated r times), into sum1[C], sum2[C]
+ * (fp64). */
 enum sums { STATS, GRADIENT };
 
 static int channel_sums(enum sums kind, const uint16_t *x, const uint16_t *dy, int64_t m,
-                        int64_t c, const float *origin, const float *scale, const float *shift,
-                        float slope, int threads, double *sum1, double *sum2) {
-    double *partial = calloc((size_t)(2 * threads * c), sizeof(double));
-    if (partial == NULL) return 1;
-    int failed = 0;
-#pragma omp parallel num_threads(threads) reduction(| : failed)
+                        int64_t c, int64_t r, const float *origin, const float *scale,
+                        const float *shift, float slope, int threads, double *sum1,
+                        double *sum2) {
+    const int64_t wide = r * c, lines = m / r;
+    /* per thread: two fp64 running sums and two fp32 block sums, each a line long; the block
+     * sums, written every line, a cache line (16 floats) apart from the next thread's */
+    double *partial = calloc((size_t)(2 * threads * wide), sizeof(double));
+    float *blocks = calloc((size_t)(threads * (2 * wide + 16)), sizeof(float));
+    if (partial == NULL || blocks == NULL) {
+        free(partial);
+        free(blocks);
+        return 1;
+    }
+#pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int64_t first = m * t / nt, last = m * (t + 1) / nt;
-        double *s1 = partial + 2 * t * c, *s2 = s1 + c;
-        float *block1 = calloc((size_t)(2 * c), sizeof(float));
-        if (block1 == NULL) {
-            failed = 1;
-        } else {
-            float *block2 = block1 + c;
-            for (int64_t r = first; r < last; r++) {
-                const uint16_t *in = x + r * c;
-                if (kind == STATS) {
-                    for (int64_t j = 0; j < c; j++) {
-                        float v = bf16_to_float(in[j]) - origin[j];
-                        block1[j] += v;
-                        block2[j] += v * v;
-                    }
-                } else {
-                    const uint16_t *g = dy + r * c;
-                    for (int64_t j = 0; j < c; j++) {
-                        float v = bf16_to_float(in[j]);
-                        float d = activate_grad(v * scale[j] + shift[j], bf16_to_float(g[j]), slope);
-                        block1[j] += d;
-                        block2[j] += d * (v - origin[j]);
-                    }
+        int64_t first = lines * t / nt, last = lines * (t + 1) / nt;
+        double *s1 = partial + 2 * t * wide, *s2 = s1 + wide;
+        float *block1 = blocks + t * (2 * wide + 16), *block2 = block1 + wide;
+        for (int64_t l = first; l < last; l++) {
+            const uint16_t *in = x + l * wide;
+            if (kind == STATS) {
+                for (int64_t j = 0; j < wide; j++) {
+                    float v = bf16_to_float(in[j]) - origin[j];
+                    block1[j] += v;
+                    block2[j] += v * v;
                 }
-                if ((r - first) % ROWS == ROWS - 1) add_block(c, block1, block2, s1, s2);
+            } else {
+                const uint16_t *g = dy + l * wide;
+                for (int64_t j = 0; j < wide; j++) {
+                    float v = bf16_to_float(in[j]);
+                    float d = activate_grad(v * scale[j] + shift[j], bf16_to_float(g[j]), slope);
+                    block1[j] += d;
+                    block2[j] += d * (v - origin[j]);
+                }
             }
-            add_block(c, block1, block2, s1, s2);
-            free(block1);
+            if ((l - first) % ROWS == ROWS - 1) add_block(wide, block1, block2, s1, s2);
         }
+        add_block(wide, block1, block2, s1, s2);
     }
-    for (int64_t j = 0; j < c; j++) {
+    for (int64_t j = 0; j < c; j++) { /* over threads, then over a line's rows */
         sum1[j] = 0.0;
         sum2[j] = 0.0;
-        for (int t = 0; t < threads; t++) {
-            sum1[j] += partial[2 * t * c + j];
-            sum2[j] += partial[2 * t * c + c + j];
+        for (int64_t i = 0; i < r; i++) {
+            double a = 0.0, b = 0.0;
+            for (int t = 0; t < threads; t++) {
+                a += partial[2 * t * wide + i * c + j];
+                b += partial[2 * t * wide + wide + i * c + j];
+            }
+            sum1[j] += a;
+            sum2[j] += b;
         }
     }
     free(partial);
-    return failed;
+    free(blocks);
+    return 0;
 }
 
-/* y = act(x * scale + shift), or dx = a * act'(dy) + k * (x - mean) + b */
-static void apply(const uint16_t *x, const uint16_t *dy, uint16_t *out, int64_t m, int64_t c,
-                  const float *scale, const float *shift, float slope, const float *mean,
-                  const float *a, const float *k, const float *b, int threads) {
+/* y = act(x * scale + shift), or dx = scale * act'(dy) + k * (x - mean) + b, line by line */
+static void apply(const uint16_t *x, const uint16_t *dy, uint16_t *out, int64_t lines,
+                  int64_t wide, const float *scale, const float *shift, float slope,
+                  const float *mean, const float *k, const float *b, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < m; r++) {
-        const uint16_t *in = x + r * c;
-        uint16_t *o = out + r * c;
+    for (int64_t l = 0; l < lines; l++) {
+        const uint16_t *in = x + l * wide;
+        uint16_t *o = out + l * wide;
         if (dy == NULL) {
-            for (int64_t j = 0; j < c; j++)
+            for (int64_t j = 0; j < wide; j++)
                 o[j] = float_to_bf16(activate(bf16_to_float(in[j]) * scale[j] + shift[j], slope));
         } else {
-            const uint16_t *g = dy + r * c;
-            for (int64_t j = 0; j < c; j++) {
+            const uint16_t *g = dy + l * wide;
+            for (int64_t j = 0; j < wide; j++) {
                 float v = bf16_to_float(in[j]);
                 float d = activate_grad(v * scale[j] + shift[j], bf16_to_float(g[j]), slope);
-                o[j] = float_to_bf16(a[j] * d + k[j] * (v - mean[j]) + b[j]);
+                o[j] = float_to_bf16(scale[j] * d + k[j] * (v - mean[j]) + b[j]);
             }
         }
     }
+}
+
+/* One allocation for a function's work space: 2C fp64 sums, then n per-channel float arrays a
+ * line long (wide) each, returned through *arrays, starting on a 64-byte boundary (the vector
+ * loads of the loops; unaligned, the fused BatchNorm was up to 10% slower); NULL when out of
+ * memory. */
+static double *work_space(int64_t c, int64_t wide, int n, float **arrays) {
+    size_t head = ((size_t)(2 * c) * sizeof(double) + 63) / 64 * 64;
+    size_t size = (head + (size_t)(n * wide) * sizeof(float) + 63) / 64 * 64;
+    double *sums = aligned_alloc(64, size);
+    if (sums != NULL) *arrays = (float *)((char *)sums + head);
+    return sums;
 }
 
 /* y = act(batch_norm(x)) with the batch's statistics. Writes y (M, C), the batch mean and
@@ -167,23 +182,16 @@ static void apply(const uint16_t *x, const uint16_t *dy, uint16_t *out, int64_t 
 int bn_act_forward(const uint16_t *x, uint16_t *y, int64_t m, int64_t c, const float *w,
                    const float *b, float slope, double eps, float *running_mean,
                    float *running_var, double factor, float *mean, float *invstd, int threads) {
-    int64_t r = rows_per_line(m, c), wide = r * c, lines = m / r;
-    double *sums = malloc((size_t)(4 * wide) * sizeof(double));
-    float *buf = malloc((size_t)(6 * wide) * sizeof(float));
-    if (sums == NULL || buf == NULL) {
-        free(sums);
-        free(buf);
-        return 1;
-    }
-    float *origin = buf, *scale = buf + c, *shift = buf + 2 * c;
-    float *origin_w = buf + 3 * wide, *scale_w = buf + 4 * wide, *shift_w = buf + 5 * wide;
+    int64_t r = rows_per_line(m, c), wide = r * c;
+    float *origin;
+    double *sums = work_space(c, wide, 3, &origin);
+    if (sums == NULL) return 1;
+    float *scale = origin + wide, *shift = scale + wide;
     for (int64_t j = 0; j < c; j++) origin[j] = bf16_to_float(x[j]);
-    widen(c, r, origin, origin_w);
-    int failed = channel_sums(STATS, x, NULL, lines, wide, origin_w, NULL, NULL, 0.0f, threads,
-                              sums + 2 * wide, sums + 3 * wide);
+    repeat(c, r, origin);
+    int failed = channel_sums(STATS, x, NULL, m, c, r, origin, NULL, NULL, 0.0f, threads, sums,
+                              sums + c);
     if (!failed) {
-        fold(c, r, sums + 2 * wide, sums);
-        fold(c, r, sums + 3 * wide, sums + c);
         for (int64_t j = 0; j < c; j++) {
             double offset = sums[j] / (double)m; /* mean - origin */
             double var = fmax(sums[c + j] / (double)m - offset * offset, 0.0);
@@ -196,12 +204,11 @@ int bn_act_forward(const uint16_t *x, uint16_t *y, int64_t m, int64_t c, const f
             }
         }
         affine(c, w, b, mean, invstd, scale, shift);
-        widen(c, r, scale, scale_w);
-        widen(c, r, shift, shift_w);
-        apply(x, NULL, y, lines, wide, scale_w, shift_w, slope, NULL, NULL, NULL, NULL, threads);
+        repeat(c, r, scale);
+        repeat(c, r, shift);
+        apply(x, NULL, y, m / r, wide, scale, shift, slope, NULL, NULL, NULL, threads);
     }
     free(sums);
-    free(buf);
     return failed;
 }
 
@@ -210,51 +217,34 @@ int bn_act_forward(const uint16_t *x, uint16_t *y, int64_t m, int64_t c, const f
 int bn_act_backward(const uint16_t *dy, const uint16_t *x, uint16_t *dx, int64_t m, int64_t c,
                     const float *w, const float *b, float slope, const float *mean,
                     const float *invstd, float *dw, float *db, int threads) {
-    int64_t r = rows_per_line(m, c), wide = r * c, lines = m / r;
-    double *sums = malloc((size_t)(4 * wide) * sizeof(double));
-    float *buf = malloc((size_t)(12 * wide) * sizeof(float));
-    if (sums == NULL || buf == NULL) {
-        free(sums);
-        free(buf);
-        return 1;
-    }
-    float *scale = buf, *shift = buf + c, *a = buf + 2 * c, *k = buf + 3 * c, *b0 = buf + 4 * c;
-    float *wide_params = buf + 6 * wide; /* scale, shift, mean, a, k, b0, each `wide` long */
-    float *scale_w = wide_params, *shift_w = scale_w + wide, *mean_w = shift_w + wide;
-    float *a_w = mean_w + wide, *k_w = a_w + wide, *b0_w = k_w + wide;
+    int64_t r = rows_per_line(m, c), wide = r * c;
+    float *scale;
+    double *sums = work_space(c, wide, 5, &scale);
+    if (sums == NULL) return 1;
+    float *shift = scale + wide, *mean_w = shift + wide, *k = mean_w + wide, *b0 = k + wide;
     affine(c, w, b, mean, invstd, scale, shift);
-    widen(c, r, scale, scale_w);
-    widen(c, r, shift, shift_w);
-    widen(c, r, mean, mean_w);
-    int failed = channel_sums(GRADIENT, x, dy, lines, wide, mean_w, scale_w, shift_w, slope,
-                              threads, sums + 2 * wide, sums + 3 * wide);
+    memcpy(mean_w, mean, (size_t)c * sizeof(float));
+    repeat(c, r, scale);
+    repeat(c, r, shift);
+    repeat(c, r, mean_w);
+    int failed = channel_sums(GRADIENT, x, dy, m, c, r, mean_w, scale, shift, slope, threads,
+                              sums, sums + c);
     if (!failed) {
-        fold(c, r, sums + 2 * wide, sums);
-        fold(c, r, sums + 3 * wide, sums + c);
         for (int64_t j = 0; j < c; j++) {
             double sum_dz = sums[j], sum_dz_xmu = sums[c + j], istd = invstd[j];
             if (dw != NULL) dw[j] = (float)(sum_dz_xmu * istd);
             if (db != NULL) db[j] = (float)sum_dz;
-            a[j] = scale[j];
             k[j] = (float)(-(double)scale[j] * istd * istd * sum_dz_xmu / (double)m);
             b0[j] = (float)(-(double)scale[j] * sum_dz / (double)m);
         }
-        widen(c, r, a, a_w);
-        widen(c, r, k, k_w);
-        widen(c, r, b0, b0_w);
-        if (dx != NULL)
-            apply(x, dy, dx, lines, wide, scale_w, shift_w, slope, mean_w, a_w, k_w, b0_w, threads);
+        repeat(c, r, k);
+        repeat(c, r, b0);
+        if (dx != NULL) apply(x, dy, dx, m / r, wide, scale, shift, slope, mean_w, k, b0, threads);
     }
     free(sums);
-    free(buf);
     return failed;
 }
 
-/* G's last layer (a 4x4, stride-2, padding-1 transposed convolution to few channels) from the
- * products of every input pixel with every kernel tap: taps (B, H, W, 4, 4, C) bf16, out
- * (B, 2H, 2W, C) bf16 channels-last. Output pixel (2i + a, 2j + p) sums, in fp32, tap
- * (near[a], near[p]) of input pixel (i, j) and the taps `far` of its neighbours at row
- * i + step[a] and column j + step[p], where those exist. */
 static const int near_tap[2] = {1, 2}, far_tap[2] = {3, 0}, step[2] = {-1, 1};
 
 /* output pixel (2i + a, 2j + p) of one output row, from input rows `here` (i) and `there`

@@ -139,7 +139,6 @@ class _BatchNormAct(torch.autograd.Function):
         y = torch.empty_like(x)  # channels-last, as x
         mean = torch.empty(c)
         invstd = torch.empty(c)
-        weight, bias = weight.detach().contiguous(), bias.detach().contiguous()
         failed = lib.bn_act_forward(
             x.data_ptr(), y.data_ptr(), b * h * w, c, weight.data_ptr(), bias.data_ptr(),
             slope, eps, _ptr(running_mean), _ptr(running_var), factor,
