@@ -169,21 +169,41 @@ def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     """Random flips and affine warps of a batch x (B, 3, S, S) in [-1, 1], on x's device.
 
     The affine part follows torchvision's RandomAffine (rotation, translation as a fraction of
-    the side, zoom, x-shear, all uniform), with the border filled black as there."""
+    the side, zoom, x-shear, all uniform), with the border filled black as there. A flip of an
+    image that is also warped is folded into its warp (the warp then samples the mirrored
+    coordinates), so the batch is resampled once; only the images drawn for a warp are."""
     b = x.shape[0]
-    if cfg.hflip > 0:
-        flip = torch.rand(b, device=x.device) < cfg.hflip
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    flip = torch.rand(b, device=x.device) < cfg.hflip if cfg.hflip > 0 else None
     if cfg.affine_p > 0:
         theta = _random_affine(b, cfg, x.device)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        warped = (
-            F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            - 1
-        )
         apply = torch.rand(b, device=x.device) < cfg.affine_p
-        x = torch.where(apply[:, None, None, None], warped, x)
+        if flip is not None:  # warp(flip(x)) samples x at (-u, v) where warp samples (u, v)
+            theta[:, 0] *= torch.where(flip, -1.0, 1.0)[:, None]
+            flip &= ~apply
+        warp = apply.nonzero().squeeze(1)
+        if len(warp) == b:  # every image (affine_p = 1, the seed's)
+            x = _warp(x, theta)
+        elif len(warp):
+            x = x.index_put((warp,), _warp(x[warp], theta[warp]))
+    if flip is not None and flip.any():
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     return x
+
+
+def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) in [-1, 1] resampled bilinearly at theta (B, 2, 3) times each output
+    pixel's centre (in [-1, 1] units, as F.affine_grid with align_corners=False), black (-1)
+    outside."""
+    b, _, h, w = x.shape
+    # pixel centres; the grid is built by broadcasting (affine_grid's batched matrix product
+    # with 3 rows is ~2 ms for 128 images of 64 px on 2 CPU cores, this ~0.2)
+    u = (torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1
+    v = (torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1
+    t = theta.to(x.dtype)[:, :, :, None, None]  # (B, 2, 3, 1, 1)
+    grid = t[:, :, 0] * u + t[:, :, 1] * v[:, None] + t[:, :, 2]  # (B, 2, H, W)
+    grid = grid.permute(0, 2, 3, 1)  # (B, H, W, 2): (x, y) per output pixel
+    warped = F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return warped.sub_(1)
 
 
 def _random_affine(b: int, cfg: AugmentConfig, device: torch.device) -> torch.Tensor:

@@ -1,5 +1,5 @@
 /* Training-mode BatchNorm fused with the (leaky) ReLU after it, for bf16 channels-last CPU
- * tensors: gan/fused.py compiles this file with the system's gcc and calls it through ctypes.
+ * tensors: gan/kernels.py compiles this file with the system's gcc and calls it through ctypes.
  *
  * A channels-last (B, C, H, W) tensor is a row-major (M, C) matrix, M = B*H*W: every loop runs
  * over rows and, within a row, over the C contiguous channels (the loop gcc vectorises). Each
@@ -297,5 +297,31 @@ void to_rgb_phases(const uint16_t *taps, uint16_t *out, int64_t b, int64_t h, in
             rgb_line(here, there, above, o, w, 3, a);
         else
             rgb_line(here, there, above, o, w, c, a);
+    }
+}
+
+/* The windows of a 4x4, stride-2, padding-1 transposed convolution's output gradient that its
+ * weight gradient multiplies with the input (models._weight_grad_by_gemm): dy (B, 2H, 2W, C)
+ * bf16 channels-last, out (B, H, W, 4, 4, C): out[n, i, j, ky, kx] = dy[n, 2i + ky - 1,
+ * 2j + kx - 1], zero outside dy. One pass, each window row a copy of C contiguous values (the
+ * library's pad + unfold + copy makes three passes, the last a 6-dimensional gather). */
+void up_windows(const uint16_t *dy, uint16_t *out, int64_t b, int64_t h, int64_t w, int64_t c,
+                int threads) {
+    const size_t bytes = (size_t)c * sizeof(uint16_t);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t line = 0; line < b * h; line++) { /* input row i of image n */
+        int64_t n = line / h, i = line % h;
+        uint16_t *o = out + line * w * 16 * c;
+        for (int64_t j = 0; j < w; j++)
+            for (int ky = 0; ky < 4; ky++) {
+                int64_t y = 2 * i + ky - 1;
+                for (int kx = 0; kx < 4; kx++, o += c) {
+                    int64_t x = 2 * j + kx - 1;
+                    if (y < 0 || y >= 2 * h || x < 0 || x >= 2 * w)
+                        memset(o, 0, bytes);
+                    else
+                        memcpy(o, dy + ((n * 2 * h + y) * 2 * w + x) * c, bytes);
+                }
+            }
     }
 }

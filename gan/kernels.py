@@ -52,6 +52,8 @@ _SIGNATURES = {
     "bn_act_backward": [_p, _p, _p, _i64, _i64, _p, _p, _f32, _p, _p, _p, _p, _int],
     # taps, out, b, h, w, c, threads
     "to_rgb_phases": [_p, _p, _i64, _i64, _i64, _i64, _int],
+    # dy, out, b, h, w, c, threads
+    "up_windows": [_p, _p, _i64, _i64, _i64, _i64, _int],
 }
 
 
@@ -76,7 +78,7 @@ def kernel() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(built))  # stays mapped after the file is removed
     for name, argtypes in _SIGNATURES.items():
         getattr(lib, name).argtypes = argtypes
-        getattr(lib, name).restype = ctypes.c_int
+        getattr(lib, name).restype = ctypes.c_int if name.startswith("bn_") else None
     return lib
 
 
@@ -180,3 +182,17 @@ def to_rgb_phases(taps: torch.Tensor) -> torch.Tensor:
     out = torch.empty(b, 2 * h, 2 * w, c, dtype=taps.dtype)
     lib.to_rgb_phases(taps.data_ptr(), out.data_ptr(), b, h, w, c, torch.get_num_threads())
     return out.permute(0, 3, 1, 2)
+
+
+def up_windows(grad: torch.Tensor) -> torch.Tensor:
+    """The (B*H*W, 4*4*C) windows of a 4x4, stride-2, padding-1 transposed convolution's output
+    gradient `grad` (B, C, 2H, 2W), bf16 channels-last, that models._weight_grad_by_gemm
+    multiplies with the input (zero outside `grad`), in one pass."""
+    lib = kernel()
+    assert lib is not None and grad.dtype == torch.bfloat16
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    b, c, h2, w2 = grad.shape
+    h, w = h2 // 2, w2 // 2
+    out = torch.empty(b * h * w, 16 * c, dtype=grad.dtype)
+    lib.up_windows(grad.data_ptr(), out.data_ptr(), b, h, w, c, torch.get_num_threads())
+    return out

@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from gan.config import AugmentConfig, DataConfig, UserError
-from gan.data import BatchSampler, augment, load_images
+from gan.data import BatchSampler, _random_affine, _warp, augment, load_images
 
 SIZE = 16
 
@@ -149,6 +150,53 @@ def test_seed_affine_moves_pixels_a_little():
     assert out.shape == x.shape
     assert out.min() >= -1 - 1e-6 and out.max() <= 1 + 1e-6
     assert not torch.allclose(out, x)
+
+
+SEED_AUGMENT = AugmentConfig(
+    hflip=0.5,
+    affine_p=1.0,
+    degrees=5,
+    translate_x=0.05,
+    translate_y=0.025,
+    scale_min=0.95,
+    scale_max=1.05,
+    shear=0.025,
+)
+
+
+def test_warp_is_grid_sample_at_the_affine_grid():
+    """_warp builds the sampling grid by broadcasting: the same points as F.affine_grid."""
+    torch.manual_seed(0)
+    x = torch.rand(5, 3, 12, 20) * 2 - 1
+    theta = _random_affine(5, AugmentConfig(degrees=30, translate_x=0.2, shear=10), x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    want = F.grid_sample(x + 1, grid, padding_mode="zeros", align_corners=False) - 1
+    torch.testing.assert_close(_warp(x, theta), want, atol=1e-5, rtol=0)
+
+
+def test_flip_folded_into_the_warp_is_flip_then_warp():
+    """A flipped and warped image is warped once, at mirrored coordinates: the same image as
+    flipping it first (same random draws), to float rounding."""
+    x = torch.rand(16, 3, 16, 16) * 2 - 1
+    torch.manual_seed(3)
+    flip = torch.rand(16) < SEED_AUGMENT.hflip
+    assert 0 < flip.sum() < 16
+    torch.manual_seed(3)
+    got = augment(x, SEED_AUGMENT)
+    torch.manual_seed(3)
+    torch.rand(16)  # the flip draw
+    flipped = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    want = augment(flipped, AugmentConfig(**{**vars(SEED_AUGMENT), "hflip": 0.0}))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_images_not_drawn_for_a_warp_are_only_flipped():
+    torch.manual_seed(4)
+    x = torch.rand(32, 3, 16, 16) * 2 - 1
+    cfg = AugmentConfig(**{**vars(SEED_AUGMENT), "hflip": 1.0, "affine_p": 0.5})
+    out = augment(x, cfg)
+    same = [torch.equal(o, i.flip(-1)) for o, i in zip(out, x, strict=True)]
+    assert 5 < sum(same) < 27  # about half are not warped, and those exactly mirrored
 
 
 def test_translation_moves_content_sideways_only():

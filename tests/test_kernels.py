@@ -1,4 +1,5 @@
-"""gan/kernels.c against the library: BatchNorm + activation, and G's last layer's phase sums."""
+"""gan/kernels.c against the library: BatchNorm + activation, G's last layer's phase sums, and
+the windows of G's GEMM weight gradient."""
 
 import copy
 import os
@@ -12,7 +13,13 @@ from torch import nn
 
 from gan import kernels
 from gan.config import ModelConfig
-from gan.models import Discriminator, Generator, conv_transpose_by_gemm, init_weights
+from gan.models import (
+    Discriminator,
+    Generator,
+    _weight_grad_by_gemm,
+    conv_transpose_by_gemm,
+    init_weights,
+)
 
 CL = torch.channels_last
 
@@ -123,6 +130,23 @@ def test_to_rgb_kernel_equals_the_shifted_sums(c_in, side):
     assert y.is_contiguous(memory_format=CL)
     assert torch.equal(y, conv_transpose_by_gemm(x, w, kernel=False))
     close(y, F.conv_transpose2d(x.double(), w.double(), stride=2, padding=1), 1e-2)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 4, 6), (2, 16, 8, 8), (1, 3, 2, 2)])
+def test_up_windows_weight_gradient_equals_the_torch_version(shape):
+    """G's GEMM weight gradient with the windows gathered by the kernel is the torch version's
+    bit for bit (the same GEMM of the same values), on non-square inputs too, and matches
+    the library's transposed-convolution weight gradient."""
+    torch.manual_seed(0)
+    b, c_in, h, w = shape
+    x = torch.randn(b, c_in, h, w).to(torch.bfloat16).contiguous(memory_format=CL)
+    grad = torch.randn(b, 7, 2 * h, 2 * w).to(torch.bfloat16).contiguous(memory_format=CL)
+    got = _weight_grad_by_gemm(x, grad, kernel=True)
+    assert torch.equal(got, _weight_grad_by_gemm(x, grad, kernel=False))
+    weight = torch.zeros(c_in, 7, 4, 4, dtype=torch.float64, requires_grad=True)
+    y = F.conv_transpose2d(x.double(), weight, stride=2, padding=1)
+    (want,) = torch.autograd.grad(y, weight, grad.double())
+    close(got, want, 1e-2)
 
 
 def test_models_with_cpu_kernels_are_as_close_to_fp32_as_the_library():
