@@ -16,7 +16,8 @@ Some of G's layers are computed differently from the library's kernels where tha
 a CPU (same parameters, same checkpoints, tested equal): its first layer as a matrix product
 (`Project`), and under CPU bf16 autocast the weight gradient of its first two stride-2 blocks
 (`UpConv` on a 4x4 or 8x8 input) and the forward of its last layer (`ToRGB`) as GEMMs; and, with
-`cpu_kernels`, each BatchNorm + activation of G and D as gan/kernels.c's fused kernel.
+`cpu_kernels`, each BatchNorm + activation of G and D as gan/kernels.c's fused kernel and D's
+first layer's input gradient (`FromRGB`) as a GEMM and a kernel.
 """
 
 from __future__ import annotations
@@ -107,9 +108,10 @@ def conv_transpose_by_gemm(x: torch.Tensor, weight: torch.Tensor, kernel: bool) 
     """conv_transpose2d(x, weight, stride=2, padding=1) with a 4x4 kernel, as one GEMM that
     computes every tap of every input pixel, then the sum of four taps per output pixel, in
     fp32: by gan/kernels.c's `to_rgb_phases` when `kernel` (bf16 channels-last x), else as four
-    shifted adds per output phase. For few output channels (G's last layer), where oneDNN's bf16
-    kernel runs at ~60 GFLOP/s; not with few input channels too (16 -> 3 channels: 6.0 against
-    oneDNN's 4.8 ms). Channels-last output in x's dtype."""
+    shifted adds per output phase. For few output channels (G's last layer, D's first layer's
+    input gradient), where oneDNN's bf16 kernel runs at ~60 GFLOP/s; with few input channels
+    too (16 -> 3) only with the kernel (3.6 ms against oneDNN's 4.7; the shifted adds take 6.0).
+    Channels-last output in x's dtype."""
     b, c_in, h, w = x.shape
     c_out = weight.shape[1]
     cols = weight.permute(0, 2, 3, 1).reshape(c_in, 16 * c_out)  # (C_in, (ky, kx, C_out))
@@ -151,6 +153,31 @@ class _ToRGB(torch.autograd.Function):
         args = ([2, 2], [1, 1], [1, 1], True, [0, 0], 1, [*ctx.needs_input_grad[:2], False])
         grad_x, grad_w, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, *args)
         return grad_x, grad_w, None
+
+
+class _FromRGB(torch.autograd.Function):
+    """D's first layer (a 4x4, stride-2, padding-1 convolution of the image) with its input
+    gradient, a transposed convolution to 3 channels, by `conv_transpose_by_gemm` and
+    gan/kernels.c: measured on 2 Zen 4 cores at batch 128, 64 px, bf16: 4.7 -> 3.6 ms (16
+    channels), 7.2 -> 4.2 ms (32), 12.6 -> 5.1 ms (64). The G step needs it, the D step not.
+    The forward and the weight gradient are the library's."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        return F.conv2d(x, w, stride=2, padding=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad = grad.contiguous(memory_format=torch.channels_last)
+            grad_x = conv_transpose_by_gemm(grad, weight, kernel=True)
+        if ctx.needs_input_grad[1]:
+            args = ([2, 2], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False])
+            grad_w = torch.ops.aten.convolution_backward(grad, x, weight, None, *args)[1]
+        return grad_x, grad_w
 
 
 def _cpu_bf16(x: torch.Tensor) -> bool:
@@ -197,6 +224,22 @@ class ToRGB(nn.ConvTranspose2d):
         kernel = self.cpu_kernels and kernels.available()
         with torch.autocast("cpu", enabled=False):
             return _ToRGB.apply(x.to(torch.bfloat16), self.weight.to(torch.bfloat16), kernel)
+
+
+class FromRGB(nn.Conv2d):
+    """D's first layer: nn.Conv2d(3, c_out, 4, 2, 1) (same weights, same checkpoints), its input
+    gradient by gan/kernels.c (`_FromRGB`) under CPU bf16 autocast on channels-last input."""
+
+    def __init__(self, c_out: int, cpu_kernels: bool = True) -> None:
+        super().__init__(3, c_out, 4, 2, 1, bias=False)
+        self.cpu_kernels = cpu_kernels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        cl = x.is_contiguous(memory_format=torch.channels_last)
+        if not (self.cpu_kernels and cl and _cpu_bf16(x) and kernels.available()):
+            return super().forward(x)
+        with torch.autocast("cpu", enabled=False):
+            return _FromRGB.apply(x.to(torch.bfloat16), self.weight.to(torch.bfloat16))
 
 
 class Project(nn.ConvTranspose2d):
@@ -275,7 +318,7 @@ class Discriminator(nn.Module):
         widths = disc_widths(cfg)
         # (B, 3, S, S) -> (B, widths[0], S/2, S/2); no BatchNorm on the input block (DCGAN)
         layers: list[nn.Module] = [
-            nn.Conv2d(3, widths[0], 4, 2, 1, bias=False),
+            FromRGB(widths[0], cpu_kernels),
             nn.LeakyReLU(0.2, True),
         ]
         # each block halves the side: S/2 -> ... -> 4

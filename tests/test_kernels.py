@@ -15,6 +15,7 @@ from gan import kernels
 from gan.config import ModelConfig
 from gan.models import (
     Discriminator,
+    FromRGB,
     Generator,
     _weight_grad_by_gemm,
     conv_transpose_by_gemm,
@@ -147,6 +148,25 @@ def test_up_windows_weight_gradient_equals_the_torch_version(shape):
     y = F.conv_transpose2d(x.double(), weight, stride=2, padding=1)
     (want,) = torch.autograd.grad(y, weight, grad.double())
     close(got, want, 1e-2)
+
+
+def test_from_rgb_under_bf16_autocast_matches_the_library():
+    """D's first layer takes its input gradient from the GEMM and the kernel under CPU bf16
+    autocast; output and both gradients agree with nn.Conv2d's to bf16 rounding."""
+    torch.manual_seed(0)
+    layer, library = FromRGB(16), nn.Conv2d(3, 16, 4, 2, 1, bias=False)
+    library.weight.data.copy_(layer.weight.data)
+    x = torch.randn(8, 3, 32, 32).contiguous(memory_format=CL)
+    got = []
+    for m in (layer, library):
+        xm = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = m.to(memory_format=CL)(xm)
+        assert ("_FromRGB" in y.grad_fn.name()) == (m is layer)
+        (y.float() ** 2).sum().backward()
+        got.append((y, xm.grad, m.weight.grad))
+    for a, b in zip(*got, strict=True):
+        close(a, b, 2e-2)
 
 
 def test_models_with_cpu_kernels_are_as_close_to_fp32_as_the_library():
