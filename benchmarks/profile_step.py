@@ -49,8 +49,6 @@ from torch.profiler import ProfilerActivity, profile
 from throughput import (
     BATCH,
     IMAGE_SIZE,
-    Discriminator,
-    Generator,
     baseline_step,
     best_time,
     flops_per_step,
@@ -60,6 +58,9 @@ from throughput import (
     pumpgan_step,
     write_pngs,
 )
+
+# isort: split
+from gan.models import Discriminator, Generator  # noqa: E402  (after throughput: sys.path)
 
 # self-CPU-time categories by aten op name: the first category with a matching prefix wins
 CATEGORIES = {

@@ -73,8 +73,7 @@ sys.path.insert(0, str(ROOT))  # `gan` is not installed; it imports from the che
 
 from gan import pumpkins  # noqa: E402
 from gan.data import augment, load_images  # noqa: E402
-from gan.models import Discriminator, Generator, init_weights  # noqa: E402
-from gan.train import keep_freed_memory, train, train_step  # noqa: E402
+from gan.train import build_models, keep_freed_memory, train, train_step  # noqa: E402
 
 BATCH, IMAGE_SIZE, PNG_SIZE = 128, 64, 128
 LOOPS = ("baseline", "pumpgan")
@@ -294,16 +293,10 @@ def pumpgan_step(cfg: DictConfig) -> Callable[[], object]:
     bf16 = cfg.hardware.precision == "bf16"
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
     fmt = torch.channels_last if cfg.hardware.channels_last else torch.preserve_format
-    own = cfg.hardware.cpu_kernels  # used where they apply, as in train()
-    gen, disc = Generator(cfg.model, own), Discriminator(cfg.model, own)
-    for net in (gen, disc):
-        init_weights(net)
-        net.to(memory_format=fmt)
+    # cpu_kernels: used where they apply, as in train()
+    gen, disc, opt_g, opt_d = build_models(cfg, torch.device("cpu"), fmt, cfg.hardware.cpu_kernels)
     if cfg.hardware.compile:  # as train() does
         gen, disc = torch.compile(gen), torch.compile(disc)
-    betas = (cfg.optim.beta1, cfg.optim.beta2)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, fused=True)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, fused=True)
     images = torch.randint(0, 256, (BATCH, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     ones, zeros = torch.ones(BATCH), torch.zeros(BATCH)
 

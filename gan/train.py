@@ -67,15 +67,8 @@ def train(
 
     # ---- models and optimisers
     use_kernels = cfg.hardware.cpu_kernels and cpu_kernels_apply(device, bf16, channels_last)
-    gen, disc = Generator(m, use_kernels).to(device), Discriminator(m, use_kernels).to(device)
-    init_weights(gen)
-    init_weights(disc)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
-    gen.to(memory_format=memory_format)
-    disc.to(memory_format=memory_format)
-    betas = (cfg.optim.beta1, cfg.optim.beta2)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, fused=True)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, fused=True)
+    gen, disc, opt_g, opt_d = build_models(cfg, device, memory_format, use_kernels)
     tracker = ScoreTracker(
         eps=cfg.score.eps, patience=cfg.score.patience, min_diversity=cfg.score.min_diversity
     )
@@ -307,6 +300,20 @@ def train(
             reference,
         )
     return tracker.score(t.steps)
+
+
+def build_models(
+    cfg: DictConfig, device: torch.device, memory_format: torch.memory_format, cpu_kernels: bool
+) -> tuple[Generator, Discriminator, torch.optim.Adam, torch.optim.Adam]:
+    """G and D with the DCGAN init on `device` in `memory_format`, and their Adams."""
+    gen, disc = Generator(cfg.model, cpu_kernels), Discriminator(cfg.model, cpu_kernels)
+    for net in (gen, disc):
+        init_weights(net)  # on the CPU: the same weights whatever the device
+        net.to(device).to(memory_format=memory_format)
+    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, fused=True)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, fused=True)
+    return gen, disc, opt_g, opt_d
 
 
 def train_step(
