@@ -72,8 +72,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `gan` is not installed; it imports from the checkout
 
 from gan import pumpkins  # noqa: E402
-from gan.data import augment, load_images  # noqa: E402
-from gan.train import build_models, keep_freed_memory, train, train_step  # noqa: E402
+from gan.data import load_images, real_batch  # noqa: E402
+from gan.train import (  # noqa: E402
+    build_models,
+    cpu_kernels_apply,
+    keep_freed_memory,
+    train,
+    train_step,
+)  # noqa: E402
 
 BATCH, IMAGE_SIZE, PNG_SIZE = 128, 64, 128
 LOOPS = ("baseline", "pumpgan")
@@ -292,17 +298,19 @@ def pumpgan_step(cfg: DictConfig) -> Callable[[], object]:
     keep_freed_memory()
     bf16 = cfg.hardware.precision == "bf16"
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
-    fmt = torch.channels_last if cfg.hardware.channels_last else torch.preserve_format
-    # cpu_kernels: used where they apply, as in train()
-    gen, disc, opt_g, opt_d = build_models(cfg, torch.device("cpu"), fmt, cfg.hardware.cpu_kernels)
+    channels_last = cfg.hardware.channels_last
+    fmt = torch.channels_last if channels_last else torch.preserve_format
+    cpu = torch.device("cpu")
+    # gan/kernels.c where train() takes it
+    own = cfg.hardware.cpu_kernels and cpu_kernels_apply(cpu, bf16, channels_last)
+    gen, disc, opt_g, opt_d = build_models(cfg, cpu, fmt, own)
     if cfg.hardware.compile:  # as train() does
         gen, disc = torch.compile(gen), torch.compile(disc)
     images = torch.randint(0, 256, (BATCH, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     ones, zeros = torch.ones(BATCH), torch.zeros(BATCH)
 
     def step() -> torch.Tensor:
-        real = augment(images.float().div_(127.5).sub_(1), cfg.augment)
-        real = real.contiguous(memory_format=fmt)
+        real = real_batch(images, cfg.augment, fmt, own)
         noise = torch.randn(BATCH, cfg.model.dim_z, 1, 1)
         with autocast:
             return train_step(gen, disc, opt_g, opt_d, real, noise, ones, zeros)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gan import pumpkins
+from gan import kernels, pumpkins
 from gan.config import AugmentConfig, DataConfig, UserError
 
 log = logging.getLogger(__name__)
@@ -165,29 +165,57 @@ class BatchSampler:
         self.perm, self.pos = state["perm"], state["pos"]
 
 
+def real_batch(
+    images: torch.Tensor, cfg: AugmentConfig, memory_format: torch.memory_format, kernel: bool
+) -> torch.Tensor:
+    """The batch D sees: uint8 images (B, 3, S, S) -> [-1, 1] -> `augment`ed -> memory_format.
+    With `kernel` (a CPU run with gan/kernels.c), all of it in one pass by kernels.warp_u8, from
+    the same random draws (flipped and unwarped images are sampled at the mirrored and the
+    identity map: exact for power-of-two sizes), channels-last: 128 x 64 px at the seed
+    augmentation on 2 Zen 4 cores, ~6 ms the library's way."""
+    if kernel and images.device.type == "cpu":
+        flip, theta, apply = _draw_maps(images.shape[0], cfg, images.device)
+        still = torch.eye(2, 3, device=images.device).repeat(len(theta), 1, 1)
+        still[:, 0] *= torch.where(flip, -1.0, 1.0)[:, None]
+        return kernels.warp_u8(images, torch.where(apply[:, None, None], theta, still))
+    x = augment(images.float().div_(127.5).sub_(1), cfg)
+    return x.contiguous(memory_format=memory_format)
+
+
 def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     """Random flips and affine warps of a batch x (B, 3, S, S) in [-1, 1], on x's device.
 
     The affine part follows torchvision's RandomAffine (rotation, translation as a fraction of
     the side, zoom, x-shear, all uniform), with the border filled black as there. A flip of an
     image that is also warped is folded into its warp (the warp then samples the mirrored
-    coordinates), so the batch is resampled once; only the images drawn for a warp are."""
-    b = x.shape[0]
-    flip = torch.rand(b, device=x.device) < cfg.hflip if cfg.hflip > 0 else None
+    coordinates), so with every image warped (affine_p = 1, the seed's) the batch is resampled
+    once and nothing else. No host sync (which images flip is not read back)."""
+    flip, theta, apply = _draw_maps(x.shape[0], cfg, x.device)
+    if cfg.affine_p >= 1:
+        return _warp(x, theta)
     if cfg.affine_p > 0:
-        theta = _random_affine(b, cfg, x.device)
-        apply = torch.rand(b, device=x.device) < cfg.affine_p
-        if flip is not None:  # warp(flip(x)) samples x at (-u, v) where warp samples (u, v)
-            theta[:, 0] *= torch.where(flip, -1.0, 1.0)[:, None]
-            flip &= ~apply
-        warp = apply.nonzero().squeeze(1)
-        if len(warp) == b:  # every image (affine_p = 1, the seed's)
-            x = _warp(x, theta)
-        elif len(warp):
-            x = x.index_put((warp,), _warp(x[warp], theta[warp]))
-    if flip is not None and flip.any():
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        x = torch.where(apply[:, None, None, None], _warp(x, theta), x)
+    if cfg.hflip > 0:
+        x = torch.where((flip & ~apply)[:, None, None, None], x.flip(-1), x)
     return x
+
+
+def _draw_maps(
+    b: int, cfg: AugmentConfig, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`augment`'s random draws, in its order: which images flip (B,), each image's affine map
+    (B, 2, 3) with its flip folded in, which images are warped (B,)."""
+    no = torch.zeros(b, dtype=torch.bool, device=device)
+    flip = torch.rand(b, device=device) < cfg.hflip if cfg.hflip > 0 else no
+    if cfg.affine_p > 0:
+        theta = _random_affine(b, cfg, device)
+        apply = torch.rand(b, device=device) < cfg.affine_p
+    else:
+        theta = torch.eye(2, 3, device=device).repeat(b, 1, 1)
+        apply = no
+    # warp(flip(x)) samples x at (-u, v) where warp(x) samples it at (u, v)
+    theta[:, 0] *= torch.where(flip, -1.0, 1.0)[:, None]
+    return flip, theta, apply
 
 
 def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

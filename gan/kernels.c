@@ -1,7 +1,10 @@
-/* Training-mode BatchNorm fused with the (leaky) ReLU after it, for bf16 channels-last CPU
- * tensors: gan/kernels.py compiles this file with the system's gcc and calls it through ctypes.
+/* pumpgan's CPU kernels for bf16 channels-last training: gan/kernels.py compiles this file with
+ * the system's gcc and calls it through ctypes. In order: training-mode BatchNorm fused with the
+ * (leaky) ReLU after it (bn_act_forward, bn_act_backward); G's last layer's phase sums
+ * (to_rgb_phases); the windows of G's GEMM weight gradient (up_windows); the real batch's
+ * conversion, augmentation warp and layout in one pass (warp_u8).
  *
- * A channels-last (B, C, H, W) tensor is a row-major (M, C) matrix, M = B*H*W: every loop runs
+ * BatchNorm + activation. A channels-last (B, C, H, W) tensor is a row-major (M, C) matrix, M = B*H*W: every loop runs
  * over rows and, within a row, over the C contiguous channels (the loop gcc vectorises). Each
  * pass reads the tensors once; OpenMP threads split the rows (the process's libgomp, torch's).
  * Sums are fp32 within blocks of ROWS rows, fp64 across blocks and threads, and threads' partial
@@ -12,7 +15,7 @@
  * Backward: dz = z > 0 ? dy : slope * dy                     (z recomputed from x, same code)
  *           dx = scale * (dz - mean(dz) - (x - mean) * invstd^2 * mean(dz * (x - mean)))
  *           dw = invstd * sum(dz * (x - mean)), db = sum(dz)
- * Returns 0, or 1 when out of memory (nothing written then).
+ * bn_act_* return 0, or 1 when out of memory (nothing written then).
  */
 #include <math.h>
 #include <omp.h>
@@ -324,4 +327,111 @@ void up_windows(const uint16_t *dy, uint16_t *out, int64_t b, int64_t h, int64_t
                 }
             }
     }
+}
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+/* warp_u8's inner loop for output pixels x .. x + 15 of a row, with AVX-512 gathers (gcc does
+ * not vectorise the scalar loop's loads itself) */
+static inline void warp_16(const float *pad, int64_t pplane, int stride, float *row, int64_t w,
+                           int64_t h, int64_t x, float v, float t0, float t1, float t2, float t3,
+                           float t4, float t5) {
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    const __m512 lo = _mm512_set1_ps(-2.0f), wf = _mm512_set1_ps((float)w), hf = _mm512_set1_ps((float)h);
+    __m512 xs = _mm512_add_ps(_mm512_set1_ps((float)x),
+                              _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m512 u = _mm512_sub_ps(_mm512_div_ps(_mm512_fmadd_ps(xs, _mm512_set1_ps(2.0f), one), wf), one);
+    __m512 gx = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(t0), u, _mm512_set1_ps(t1 * v)), _mm512_set1_ps(t2));
+    __m512 gy = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(t3), u, _mm512_set1_ps(t4 * v)), _mm512_set1_ps(t5));
+    __m512 ix = _mm512_mul_ps(_mm512_fmsub_ps(_mm512_add_ps(gx, one), wf, one), half);
+    __m512 iy = _mm512_mul_ps(_mm512_fmsub_ps(_mm512_add_ps(gy, one), hf, one), half);
+    /* max(NaN, lo) is lo: the second operand */
+    ix = _mm512_min_ps(_mm512_max_ps(ix, lo), _mm512_add_ps(wf, half));
+    iy = _mm512_min_ps(_mm512_max_ps(iy, lo), _mm512_add_ps(hf, half));
+    __m512 fx = _mm512_roundscale_ps(ix, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 fy = _mm512_roundscale_ps(iy, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 ax = _mm512_sub_ps(ix, fx), ay = _mm512_sub_ps(iy, fy);
+    __m512 bx = _mm512_sub_ps(one, ax), by = _mm512_sub_ps(one, ay);
+    __m512i two = _mm512_set1_epi32(2), st = _mm512_set1_epi32(stride);
+    __m512i i = _mm512_add_epi32(
+        _mm512_mullo_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(fy), two), st),
+        _mm512_add_epi32(_mm512_cvttps_epi32(fx), two));
+    __m512i i1 = _mm512_add_epi32(i, _mm512_set1_epi32(1));
+    __m512i i2 = _mm512_add_epi32(i, st), i3 = _mm512_add_epi32(i2, _mm512_set1_epi32(1));
+    for (int c = 0; c < 3; c++) {
+        const float *p = pad + c * pplane;
+        __m512 top = _mm512_fmadd_ps(ax, _mm512_i32gather_ps(i1, p, 4),
+                                     _mm512_mul_ps(bx, _mm512_i32gather_ps(i, p, 4)));
+        __m512 bottom = _mm512_fmadd_ps(ax, _mm512_i32gather_ps(i3, p, 4),
+                                        _mm512_mul_ps(bx, _mm512_i32gather_ps(i2, p, 4)));
+        _mm512_storeu_ps(row + c * w, _mm512_fmadd_ps(ay, bottom, _mm512_mul_ps(by, top)));
+    }
+}
+#endif
+
+/* The batch D sees, from uint8 images (B, 3, H, W) (NCHW): each image warped by its own affine
+ * map theta (B, 2, 3), as grid_sample(x + 1, affine_grid(theta), bilinear, zeros) - 1 does with
+ * align_corners=False, x = image / 127.5 - 1 (models' [-1, 1]; black outside), written as
+ * fp32 channels-last (B, H, W, 3). Output pixel (y, x) samples the image at theta . (u, v, 1),
+ * (u, v) the pixel's centre in [-1, 1] units; an identity theta copies the image exactly.
+ * Each thread copies an image into fp32 planes with a border of 2 black pixels, so that every
+ * sample, clamped into that border, reads 4 corners without bounds checks (the x loop is then
+ * gcc's vector gathers). Returns 0, or 1 when out of memory (nothing written then). */
+int warp_u8(const uint8_t *img, const float *theta, float *out, int64_t b, int64_t h, int64_t w,
+            int threads) {
+    const int64_t pw = w + 4, pplane = (h + 4) * pw;
+    const int stride = (int)pw;
+    float **planes = calloc((size_t)threads, sizeof(float *));
+    int failed = planes == NULL;
+    for (int t = 0; t < threads && !failed; t++) {
+        planes[t] = malloc(sizeof(float) * (size_t)(3 * pplane + 3 * w));
+        failed = planes[t] == NULL;
+    }
+    if (!failed) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t n = 0; n < b; n++) {
+            float *restrict pad = planes[omp_get_thread_num()], *restrict row = pad + 3 * pplane;
+            const uint8_t *src = img + n * 3 * h * w;
+            const float t0 = theta[n * 6], t1 = theta[n * 6 + 1], t2 = theta[n * 6 + 2];
+            const float t3 = theta[n * 6 + 3], t4 = theta[n * 6 + 4], t5 = theta[n * 6 + 5];
+            memset(pad, 0, sizeof(float) * (size_t)(3 * pplane));
+            for (int c = 0; c < 3; c++)
+                for (int64_t y = 0; y < h; y++)
+                    for (int64_t x = 0; x < w; x++)
+                        pad[c * pplane + (y + 2) * pw + x + 2] = (float)src[(c * h + y) * w + x];
+            for (int64_t y = 0; y < h; y++) {
+                float v = (2.0f * (float)y + 1.0f) / (float)h - 1.0f;
+                int64_t x = 0;
+#ifdef __AVX512F__
+                for (; x + 16 <= w; x += 16) /* 16 pixels: the same arithmetic as below */
+                    warp_16(pad, pplane, stride, row + x, w, h, x, v, t0, t1, t2, t3, t4, t5);
+#endif
+                for (; x < w; x++) {
+                    float u = (2.0f * (float)x + 1.0f) / (float)w - 1.0f;
+                    float ix = ((t0 * u + t1 * v + t2 + 1.0f) * (float)w - 1.0f) * 0.5f;
+                    float iy = ((t3 * u + t4 * v + t5 + 1.0f) * (float)h - 1.0f) * 0.5f;
+                    /* outside the image and its border: all 4 corners in the border (NaN too) */
+                    ix = ix > -2.0f ? ix : -2.0f;
+                    ix = ix < (float)w + 0.5f ? ix : (float)w + 0.5f;
+                    iy = iy > -2.0f ? iy : -2.0f;
+                    iy = iy < (float)h + 0.5f ? iy : (float)h + 0.5f;
+                    float fx = floorf(ix), fy = floorf(iy), ax = ix - fx, ay = iy - fy;
+                    int i = ((int)fy + 2) * stride + (int)fx + 2;
+                    for (int c = 0; c < 3; c++) {
+                        const float *p = pad + c * pplane;
+                        float top = (1.0f - ax) * p[i] + ax * p[i + 1];
+                        float bottom = (1.0f - ax) * p[i + stride] + ax * p[i + stride + 1];
+                        row[c * w + x] = (1.0f - ay) * top + ay * bottom;
+                    }
+                }
+                float *o = out + (n * h + y) * w * 3;
+                for (int64_t x = 0; x < w; x++)
+                    for (int c = 0; c < 3; c++) o[x * 3 + c] = row[c * w + x] / 127.5f - 1.0f;
+            }
+        }
+    }
+    for (int t = 0; planes != NULL && t < threads; t++) free(planes[t]);
+    free(planes);
+    return failed;
 }

@@ -10,7 +10,13 @@ leave most of the machine idle; each falls back to the library's path where it d
   1.6 + 2.7 ms against the library's ~12). Same parameters and buffers; same results to bf16
   rounding (tests/test_kernels.py).
 - `to_rgb_phases(taps)`: G's last layer's output pixels from its GEMM of every kernel tap
-  (models.conv_transpose_by_gemm), bit for bit the sums the torch version makes.
+  (models.conv_transpose_by_gemm), bit for bit the sums the torch version makes; also D's first
+  layer's input gradient (models.FromRGB).
+- `up_windows(grad)`: the windows of G's GEMM weight gradient (models._weight_grad_by_gemm) in
+  one pass, bit for bit the library's pad + unfold + copy.
+- `warp_u8(images, theta)`: the batch D sees (data.real_batch): uint8 images converted to
+  [-1, 1], warped bilinearly by the augmentation's affine maps and laid out channels-last, in
+  one pass with AVX-512 gathers (where the library makes six).
 
 kernels.c is compiled with the system's gcc once per process (~0.4 s; -O3 -march=native, OpenMP
 through the libgomp torch has loaded) into a temporary file, and called through ctypes. Without
@@ -54,7 +60,13 @@ _SIGNATURES = {
     "to_rgb_phases": [_p, _p, _i64, _i64, _i64, _i64, _int],
     # dy, out, b, h, w, c, threads
     "up_windows": [_p, _p, _i64, _i64, _i64, _i64, _int],
+    # img, theta, out, b, h, w, threads
+    "warp_u8": [_p, _p, _p, _i64, _i64, _i64, _int],
 }
+
+
+# the entry points that return 0, or 1 when out of memory (the others cannot fail)
+_STATUS = {"bn_act_forward", "bn_act_backward", "warp_u8"}
 
 
 @functools.cache
@@ -78,7 +90,7 @@ def kernel() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(built))  # stays mapped after the file is removed
     for name, argtypes in _SIGNATURES.items():
         getattr(lib, name).argtypes = argtypes
-        getattr(lib, name).restype = ctypes.c_int if name.startswith("bn_") else None
+        getattr(lib, name).restype = ctypes.c_int if name in _STATUS else None
     return lib
 
 
@@ -196,3 +208,18 @@ def up_windows(grad: torch.Tensor) -> torch.Tensor:
     out = torch.empty(b * h * w, 16 * c, dtype=grad.dtype)
     lib.up_windows(grad.data_ptr(), out.data_ptr(), b, h, w, c, torch.get_num_threads())
     return out
+
+
+def warp_u8(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """uint8 images (B, 3, H, W) -> fp32 channels-last (B, 3, H, W) in [-1, 1], each warped
+    bilinearly by its theta (B, 2, 3) as data.warp does (black outside), in one pass."""
+    lib = kernel()
+    assert lib is not None and images.dtype == torch.uint8 and images.shape[1] == 3
+    images = images.contiguous()
+    theta = theta.to(torch.float32).contiguous()
+    b, _, h, w = images.shape
+    out = torch.empty(b, h, w, 3)
+    threads = torch.get_num_threads()
+    if lib.warp_u8(images.data_ptr(), theta.data_ptr(), out.data_ptr(), b, h, w, threads):
+        raise MemoryError("gan/kernels.c: out of memory for its padded images")
+    return out.permute(0, 3, 1, 2)

@@ -33,7 +33,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gan import interrupts, kernels
 from gan.config import HardwareConfig, ModelConfig, UserError, validate
-from gan.data import BatchSampler, augment, load_images
+from gan.data import BatchSampler, load_images, real_batch
 from gan.models import Discriminator, Generator, init_weights, num_params
 from gan.runfolder import RunFolder, load_checkpoint, now_iso, plot_curves, read_metrics
 from gan.score import ScoreTracker
@@ -248,8 +248,7 @@ def train(
                 interrupts.check()  # a Ctrl-C that some finalizer swallowed ends the run here
                 # ---- a batch: uint8 -> [-1, 1] -> augmented, all on the device
                 idx = sampler.next().to(device, non_blocking=True)
-                real = augment(images[idx].float().div_(127.5).sub_(1), cfg.augment)
-                real = real.contiguous(memory_format=memory_format)
+                real = real_batch(images[idx], cfg.augment, memory_format, use_kernels)
                 noise = torch.randn(t.batch_size, m.dim_z, 1, 1, device=device)
                 with autocast:
                     stats[pending] = train_step(

@@ -5,6 +5,7 @@ import copy
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan import kernels
-from gan.config import ModelConfig
+from gan.config import AugmentConfig, ModelConfig
+from gan.data import real_batch
 from gan.models import (
     Discriminator,
     FromRGB,
@@ -167,6 +169,38 @@ def test_from_rgb_under_bf16_autocast_matches_the_library():
         got.append((y, xm.grad, m.weight.grad))
     for a, b in zip(*got, strict=True):
         close(a, b, 2e-2)
+
+
+@pytest.mark.parametrize("side", [64, 24])  # AVX-512 blocks of 16 pixels, and a scalar tail
+@pytest.mark.parametrize("which", ["seed", "half", "none"])
+def test_real_batch_kernel_is_the_library_path(side, which):
+    """The batch D sees, by kernels.warp_u8 in one pass, is the library's convert + augment +
+    channels-last from the same random draws (to float rounding); without augmentation it is
+    the images scaled to [-1, 1], exactly at power-of-two sizes (where pixel centres are exact
+    binary fractions)."""
+    seed = AugmentConfig(
+        hflip=0.5, affine_p=1.0, degrees=5, translate_x=0.05, translate_y=0.025,
+        scale_min=0.95, scale_max=1.05, shear=0.025,
+    )  # fmt: skip
+    cfg = {"seed": seed, "half": replace(seed, affine_p=0.5, degrees=30), "none": AugmentConfig()}
+    images = torch.randint(0, 256, (32, 3, side, side), dtype=torch.uint8)
+    torch.manual_seed(0)
+    got = real_batch(images, cfg[which], CL, kernel=True)
+    torch.manual_seed(0)
+    want = real_batch(images, cfg[which], CL, kernel=False)
+    assert got.dtype == torch.float32 and got.is_contiguous(memory_format=CL)
+    if which == "none" and side == 64:
+        assert torch.equal(got, want)
+    else:
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+
+
+def test_warp_far_outside_or_nan_is_black():
+    images = torch.full((3, 3, 16, 16), 255, dtype=torch.uint8)
+    theta = torch.tensor([[1.0, 0, 5], [0, 1, 0]]).repeat(3, 1, 1)  # shifted off the image
+    theta[1, 0, 0] = float("nan")
+    theta[2, 1, 2] = -1e30
+    assert torch.equal(kernels.warp_u8(images, theta), torch.full((3, 3, 16, 16), -1.0))
 
 
 def test_models_with_cpu_kernels_are_as_close_to_fp32_as_the_library():
