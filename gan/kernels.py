@@ -13,7 +13,8 @@ leave most of the machine idle; each falls back to the library's path where it d
   (models.conv_transpose_by_gemm), bit for bit the sums the torch version makes; also D's first
   layer's input gradient (models.FromRGB).
 - `up_windows(grad)`: the windows of G's GEMM weight gradient (models._weight_grad_by_gemm) in
-  one pass, bit for bit the library's pad + unfold + copy.
+  one pass, bit for bit the library's pad + unfold + copy; the same windows of D's input make
+  the weight gradient of its stride-2 blocks (models.DownConv).
 - `warp_u8(images, theta)`: the batch D sees (data.real_batch): uint8 images converted to
   [-1, 1], warped bilinearly by the augmentation's affine maps and laid out channels-last, in
   one pass with AVX-512 gathers (where the library makes six).

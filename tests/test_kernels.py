@@ -17,6 +17,7 @@ from gan.config import AugmentConfig, ModelConfig
 from gan.data import real_batch
 from gan.models import (
     Discriminator,
+    DownConv,
     FromRGB,
     Generator,
     _weight_grad_by_gemm,
@@ -152,19 +153,25 @@ def test_up_windows_weight_gradient_equals_the_torch_version(shape):
     close(got, want, 1e-2)
 
 
-def test_from_rgb_under_bf16_autocast_matches_the_library():
-    """D's first layer takes its input gradient from the GEMM and the kernel under CPU bf16
-    autocast; output and both gradients agree with nn.Conv2d's to bf16 rounding."""
+@pytest.mark.parametrize(
+    ("layer", "side", "function"),
+    [(FromRGB(16), 32, "_FromRGB"), (DownConv(12, 16), 8, "_SmallDownConv")],
+    ids=["from-rgb", "down-conv-8x8"],
+)
+def test_d_layers_under_bf16_autocast_match_the_library(layer, side, function):
+    """D's first layer takes its input gradient, its stride-2 blocks on 8x8 inputs their weight
+    gradient, from a GEMM and gan/kernels.c under CPU bf16 autocast; output and both gradients
+    agree with nn.Conv2d's to bf16 rounding."""
     torch.manual_seed(0)
-    layer, library = FromRGB(16), nn.Conv2d(3, 16, 4, 2, 1, bias=False)
+    library = nn.Conv2d(layer.in_channels, layer.out_channels, 4, 2, 1, bias=False)
     library.weight.data.copy_(layer.weight.data)
-    x = torch.randn(8, 3, 32, 32).contiguous(memory_format=CL)
+    x = torch.randn(8, layer.in_channels, side, side).contiguous(memory_format=CL)
     got = []
     for m in (layer, library):
         xm = x.clone().requires_grad_()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = m.to(memory_format=CL)(xm)
-        assert ("_FromRGB" in y.grad_fn.name()) == (m is layer)
+        assert (function in y.grad_fn.name()) == (m is layer)
         (y.float() ** 2).sum().backward()
         got.append((y, xm.grad, m.weight.grad))
     for a, b in zip(*got, strict=True):
