@@ -80,7 +80,9 @@ class HardwareConfig:
     # wrap G and D in torch.compile
     compile: bool = False
     # in bf16 channels-last training on a CPU, pumpgan's own kernels (gan/kernels.c, built with
-    # gcc at start) for each BatchNorm + activation and for G's last layer; false: the library's
+    # gcc at start) for each BatchNorm + activation, G's last layer, some weight and input
+    # gradients' windows and sums, and the real batch's conversion + augmentation; false: the
+    # library's
     cpu_kernels: bool = True
     # CPU threads for torch; 0 keeps torch's default (one per core)
     threads: int = 0
