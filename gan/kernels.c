@@ -279,6 +279,66 @@ static inline __attribute__((always_inline)) void rgb_line(
         for (int p = 0; p < 2; p++) rgb_pixel(here, there, above, o + (2 * j + p) * c, j, w, c, a, p);
 }
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+/* 16 taps (bf16) at element offsets idx from base, as fp32: 32-bit gathers at 2-byte scale,
+ * the low half of each is the tap (little-endian); the high half, the tap after it, is read but
+ * always inside the row (callers' offsets stay below the pixel's last tap) */
+static inline __m512 gather_bf16(const uint16_t *base, __m512i idx) {
+    __m512i words = _mm512_i32gather_epi32(idx, (const void *)base, 2);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(words, 16));
+}
+
+/* float_to_bf16 of 16 values: round to nearest even, NaN to 0x7fc0 */
+static inline __m256i to_bf16_16(__m512 v) {
+    __m512i u = _mm512_castps_si512(v);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7fc0));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+typedef int32_t rgb_offsets[2][4][48];
+
+/* for output rows of phase a, the offsets of the 4 taps each of 48 outputs (8 input pixels)
+ * sums, from the first pixel's taps: t00, t10 (row `there`), t01, t11 (row `there`) */
+static void rgb_offsets_of(rgb_offsets t) {
+    for (int a = 0; a < 2; a++)
+        for (int q = 0; q < 48; q++) {
+            int jj = q / 6, k = q % 6, p = k / 3, ch = k % 3;
+            t[a][0][q] = jj * 48 + (near_tap[a] * 4 + near_tap[p]) * 3 + ch;
+            t[a][1][q] = jj * 48 + (far_tap[a] * 4 + near_tap[p]) * 3 + ch;
+            t[a][2][q] = (jj + step[p]) * 48 + (near_tap[a] * 4 + far_tap[p]) * 3 + ch;
+            t[a][3][q] = (jj + step[p]) * 48 + (far_tap[a] * 4 + far_tap[p]) * 3 + ch;
+        }
+}
+
+/* to_rgb_phases for 3 channels on one output row of phase a, input pixels j from `first` to
+ * before `last` in groups of 8 (48 outputs, 3 vectors) whose column neighbours all exist, by
+ * gathers at the offsets t = offsets[a]; returns the first pixel j not done. The same fp32 sums,
+ * in the same order, as rgb_pixel: bit for bit its output. */
+static int64_t rgb_groups(const uint16_t *here, const uint16_t *there, int above, uint16_t *o,
+                          int64_t first, int64_t last, const int32_t (*t)[48]) {
+    const int32_t *t00 = t[0], *t10 = t[1], *t01 = t[2], *t11 = t[3];
+    int64_t j = first;
+    for (; j + 8 <= last; j += 8)
+        for (int v = 0; v < 3; v++) {
+            __m512i at = _mm512_set1_epi32((int)(j * 48));
+#define OFFSETS(t) _mm512_add_epi32(at, _mm512_loadu_si512((const void *)((t) + 16 * v)))
+            __m512 s = gather_bf16(here, OFFSETS(t00));
+            if (above) s = _mm512_add_ps(s, gather_bf16(there, OFFSETS(t10)));
+            s = _mm512_add_ps(s, gather_bf16(here, OFFSETS(t01)));
+            if (above) s = _mm512_add_ps(s, gather_bf16(there, OFFSETS(t11)));
+#undef OFFSETS
+            _mm256_storeu_si256((__m256i *)(o + 6 * j + 16 * v), to_bf16_16(s));
+        }
+    return j;
+}
+#endif
+
 /* G's last layer (a 4x4, stride-2, padding-1 transposed convolution to few channels) from the
  * products of every input pixel with every kernel tap: taps (B, H, W, 4, 4, C) bf16, out
  * (B, 2H, 2W, C) bf16 channels-last. Output pixel (2i + a, 2j + p) sums, in fp32, tap
@@ -287,6 +347,10 @@ static inline __attribute__((always_inline)) void rgb_line(
 void to_rgb_phases(const uint16_t *taps, uint16_t *out, int64_t b, int64_t h, int64_t w,
                    int64_t c, int threads) {
     const int64_t row = w * 16 * c;
+#ifdef __AVX512F__
+    rgb_offsets offsets;
+    rgb_offsets_of(offsets);
+#endif
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t line = 0; line < b * 2 * h; line++) { /* output row oy of image n */
         int64_t n = line / (2 * h), oy = line % (2 * h), i = oy / 2;
@@ -296,9 +360,19 @@ void to_rgb_phases(const uint16_t *taps, uint16_t *out, int64_t b, int64_t h, in
         const uint16_t *here = taps + (n * h + i) * row;
         const uint16_t *there = taps + (n * h + (above ? i2 : i)) * row;
         uint16_t *o = out + line * 2 * w * c;
-        if (c == 3)
-            rgb_line(here, there, above, o, w, 3, a);
-        else
+        if (c == 3) {
+            int64_t j = 0;
+#ifdef __AVX512F__
+            /* pixels 1 .. w - 2 (both column neighbours exist) 8 at a time, the rest below */
+            if (w > 2) {
+                for (int p = 0; p < 2; p++) rgb_pixel(here, there, above, o + p * 3, 0, w, 3, a, p);
+                j = rgb_groups(here, there, above, o, 1, w - 1, offsets[a]);
+            }
+#endif
+            for (; j < w; j++)
+                for (int p = 0; p < 2; p++)
+                    rgb_pixel(here, there, above, o + (2 * j + p) * 3, j, w, 3, a, p);
+        } else
             rgb_line(here, there, above, o, w, c, a);
     }
 }

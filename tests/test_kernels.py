@@ -123,7 +123,7 @@ def test_batch_norm_act_elsewhere_is_the_library(x):
     assert not kernels.applies(x.to(torch.bfloat16).contiguous(memory_format=CL), bn)
 
 
-@pytest.mark.parametrize(("c_in", "side"), [(16, 8), (5, 3)])
+@pytest.mark.parametrize(("c_in", "side"), [(16, 8), (5, 3), (8, 20)])  # 20: AVX-512 groups
 def test_to_rgb_kernel_equals_the_shifted_sums(c_in, side):
     """G's last layer: the kernel's phase sums are the torch version's, bit for bit (same fp32
     sums in the same order), on a non-square input."""
