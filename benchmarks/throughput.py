@@ -79,7 +79,7 @@ from gan.train import (  # noqa: E402
     keep_freed_memory,
     train,
     train_step,
-)  # noqa: E402
+)
 
 BATCH, IMAGE_SIZE, PNG_SIZE = 128, 64, 128
 LOOPS = ("baseline", "pumpgan")

@@ -22,6 +22,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h> /* the gathers of to_rgb_phases and warp_u8 */
+#endif
 
 #define ROWS 64
 
@@ -280,7 +283,6 @@ static inline __attribute__((always_inline)) void rgb_line(
 }
 
 #ifdef __AVX512F__
-#include <immintrin.h>
 
 /* 16 taps (bf16) at element offsets idx from base, as fp32: 32-bit gathers at 2-byte scale,
  * the low half of each is the tap (little-endian); the high half, the tap after it, is read but
@@ -404,7 +406,6 @@ void up_windows(const uint16_t *dy, uint16_t *out, int64_t b, int64_t h, int64_t
 }
 
 #ifdef __AVX512F__
-#include <immintrin.h>
 
 /* warp_u8's inner loop for output pixels x .. x + 15 of a row, with AVX-512 gathers (gcc does
  * not vectorise the scalar loop's loads itself) */

@@ -149,65 +149,63 @@ class _ToRGB(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        # (grad, input, weight, bias sizes, stride, padding, dilation, transposed,
-        # output padding, groups, which gradients)
-        args = ([2, 2], [1, 1], [1, 1], True, [0, 0], 1, [*ctx.needs_input_grad[:2], False])
-        grad_x, grad_w, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, *args)
+        grad_x, grad_w = _library_grads(grad, x, weight, True, ctx.needs_input_grad[:2])
         return grad_x, grad_w, None
 
 
-class _FromRGB(torch.autograd.Function):
-    """D's first layer (a 4x4, stride-2, padding-1 convolution of the image) with its input
-    gradient, a transposed convolution to 3 channels, by `conv_transpose_by_gemm` and
-    gan/kernels.c: measured on 2 Zen 4 cores at batch 128, 64 px, bf16: 4.7 -> 3.6 ms (16
-    channels), 7.2 -> 4.2 ms (32), 12.6 -> 5.1 ms (64). The G step needs it, the D step not.
-    The forward and the weight gradient are the library's."""
+def _library_grads(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    transposed: bool,
+    which: tuple[bool, ...],
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The library's input and weight gradients (those `which` asks for, else None) of a 4x4,
+    stride-2, padding-1 convolution, or transposed convolution, without bias."""
+    if not any(which):
+        return None, None
+    # (grad, input, weight, bias sizes, stride, padding, dilation, transposed, output padding,
+    # groups, which gradients)
+    args = ([2, 2], [1, 1], [1, 1], transposed, [0, 0], 1, [*which, False])
+    grad_x, grad_w, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, *args)
+    return grad_x, grad_w
+
+
+class _DownConv(torch.autograd.Function):
+    """conv2d (4x4 kernel, stride 2, padding 1) with one of its gradients from gan/kernels.c,
+    the other the library's:
+
+    - `input_by_gemm` (D's first layer): the input gradient, a transposed convolution to 3
+      channels, by `conv_transpose_by_gemm`: on 2 Zen 4 cores at batch 128, 64 px, bf16: 4.7 ->
+      3.6 ms (16 channels), 7.2 -> 4.2 ms (32), 12.6 -> 5.1 ms (64). The G step needs it.
+    - else (D's stride-2 blocks on small inputs): the weight gradient as one GEMM of the output
+      gradient with the input's windows (`up_windows`, the windows G's weight gradient uses),
+      where oneDNN's bf16 weight gradient takes ~1 ms whatever the size (8x8 input: 1.2 -> 0.7
+      ms at 32 -> 64 channels, 4.4 -> 2.9 at 64 -> 128)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, input_by_gemm: bool):  # type: ignore[override]
         ctx.save_for_backward(x, w)
+        ctx.input_by_gemm = input_by_gemm
         return F.conv2d(x, w, stride=2, padding=1)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad = grad.contiguous(memory_format=torch.channels_last)
-            grad_x = conv_transpose_by_gemm(grad, weight, kernel=True)
-        if ctx.needs_input_grad[1]:
-            args = ([2, 2], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False])
-            grad_w = torch.ops.aten.convolution_backward(grad, x, weight, None, *args)[1]
-        return grad_x, grad_w
-
-
-class _SmallDownConv(torch.autograd.Function):
-    """conv2d (4x4 kernel, stride 2, padding 1) whose weight gradient is one GEMM of the output
-    gradient with the input's windows (gan/kernels.c's `up_windows`, the same windows G's
-    weight gradient uses): for D's stride-2 blocks on small inputs, where oneDNN's bf16 weight
-    gradient takes ~1 ms whatever the size (8x8 input, batch 128, on 2 Zen 4 cores: 1.2 -> 0.7
-    ms at 32 -> 64 channels, 4.4 -> 2.9 at 64 -> 128). The forward and the input gradient are
-    the library's."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x, w)
-        return F.conv2d(x, w, stride=2, padding=1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        x, weight = ctx.saved_tensors
-        grad_x = grad_w = None
         grad = grad.contiguous(memory_format=torch.channels_last)
-        if ctx.needs_input_grad[0]:
-            args = ([2, 2], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False])
-            grad_x = torch.ops.aten.convolution_backward(grad, x, weight, None, *args)[0]
-        if ctx.needs_input_grad[1]:
+        need_x, need_w = ctx.needs_input_grad[:2]
+        gemm_x, gemm_w = need_x and ctx.input_by_gemm, need_w and not ctx.input_by_gemm
+        grad_x, grad_w = _library_grads(
+            grad, x, weight, False, (need_x and not gemm_x, need_w and not gemm_w)
+        )
+        if gemm_x:
+            grad_x = conv_transpose_by_gemm(grad, weight, kernel=True)
+        if gemm_w:
             c_out, c_in = weight.shape[:2]
             rows = grad.permute(0, 2, 3, 1).reshape(-1, c_out)  # (B*H*W, C_out), a view
             windows = kernels.up_windows(x.contiguous(memory_format=torch.channels_last))
             grad_w = (rows.t() @ windows).view(c_out, 4, 4, c_in).permute(0, 3, 1, 2)
-        return grad_x, grad_w
+        return grad_x, grad_w, None
 
 
 def _cpu_bf16(x: torch.Tensor) -> bool:
@@ -258,7 +256,7 @@ class ToRGB(nn.ConvTranspose2d):
 
 class FromRGB(nn.Conv2d):
     """D's first layer: nn.Conv2d(3, c_out, 4, 2, 1) (same weights, same checkpoints), its input
-    gradient by gan/kernels.c (`_FromRGB`) under CPU bf16 autocast on channels-last input."""
+    gradient by gan/kernels.c (`_DownConv`) under CPU bf16 autocast on channels-last input."""
 
     def __init__(self, c_out: int, cpu_kernels: bool = True) -> None:
         super().__init__(3, c_out, 4, 2, 1, bias=False)
@@ -269,15 +267,15 @@ class FromRGB(nn.Conv2d):
         if not (self.cpu_kernels and cl and _cpu_bf16(x) and kernels.available()):
             return super().forward(x)
         with torch.autocast("cpu", enabled=False):
-            return _FromRGB.apply(x.to(torch.bfloat16), self.weight.to(torch.bfloat16))
+            return _DownConv.apply(x.to(torch.bfloat16), self.weight.to(torch.bfloat16), True)
 
 
 class DownConv(nn.Conv2d):
     """D's stride-2 block after the first: nn.Conv2d(c_in, c_out, 4, 2, 1) (same weights, same
-    checkpoints), taking `_SmallDownConv`'s GEMM weight gradient under CPU bf16 autocast with
+    checkpoints), taking `_DownConv`'s GEMM weight gradient under CPU bf16 autocast with
     `cpu_kernels` on channels-last inputs up to `gemm_max_side`."""
 
-    # the largest input side that takes _SmallDownConv's GEMM weight gradient
+    # the largest input side that takes _DownConv's GEMM weight gradient
     gemm_max_side = 8
 
     def __init__(self, c_in: int, c_out: int, cpu_kernels: bool = True) -> None:
@@ -289,7 +287,7 @@ class DownConv(nn.Conv2d):
         if not (small and self.cpu_kernels and _cpu_bf16(x) and kernels.available()):
             return super().forward(x)
         with torch.autocast("cpu", enabled=False):
-            return _SmallDownConv.apply(x.to(torch.bfloat16), self.weight.to(torch.bfloat16))
+            return _DownConv.apply(x.to(torch.bfloat16), self.weight.to(torch.bfloat16), False)
 
 
 class Project(nn.ConvTranspose2d):

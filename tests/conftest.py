@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import gan.config  # noqa: F401  (registers the schema)
+from gan.config import AugmentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -29,6 +30,12 @@ TINY = [
     "train.checkpoint_every=10",
     "train.num_samples=16",
 ]
+
+
+@pytest.fixture(scope="session")
+def seed_augment() -> AugmentConfig:
+    """The shipped `augment=seed` (the article's flip + RandomAffine) as an AugmentConfig."""
+    return AugmentConfig(**OmegaConf.to_container(OmegaConf.load(CONF / "augment" / "seed.yaml")))
 
 
 def make_cfg(*overrides: str, cache_dir: Path) -> DictConfig:

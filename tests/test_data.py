@@ -1,5 +1,6 @@
 """Your own images (data=folder) and the tensor-side batch pipeline."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,34 +135,14 @@ def test_identity_affine_keeps_the_image():
     torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
 
 
-def test_seed_affine_moves_pixels_a_little():
+def test_seed_affine_moves_pixels_a_little(seed_augment):
     torch.manual_seed(0)
     x = torch.rand(8, 3, 32, 32) * 2 - 1
-    cfg = AugmentConfig(
-        affine_p=1.0,
-        degrees=5,
-        translate_x=0.05,
-        translate_y=0.025,
-        scale_min=0.95,
-        scale_max=1.05,
-        shear=0.025,
-    )
+    cfg = replace(seed_augment, hflip=0.0)
     out = augment(x, cfg)
     assert out.shape == x.shape
     assert out.min() >= -1 - 1e-6 and out.max() <= 1 + 1e-6
     assert not torch.allclose(out, x)
-
-
-SEED_AUGMENT = AugmentConfig(
-    hflip=0.5,
-    affine_p=1.0,
-    degrees=5,
-    translate_x=0.05,
-    translate_y=0.025,
-    scale_min=0.95,
-    scale_max=1.05,
-    shear=0.025,
-)
 
 
 def test_warp_is_grid_sample_at_the_affine_grid():
@@ -174,26 +155,26 @@ def test_warp_is_grid_sample_at_the_affine_grid():
     torch.testing.assert_close(_warp(x, theta), want, atol=1e-5, rtol=0)
 
 
-def test_flip_folded_into_the_warp_is_flip_then_warp():
+def test_flip_folded_into_the_warp_is_flip_then_warp(seed_augment):
     """A flipped and warped image is warped once, at mirrored coordinates: the same image as
     flipping it first (same random draws), to float rounding."""
     x = torch.rand(16, 3, 16, 16) * 2 - 1
     torch.manual_seed(3)
-    flip = torch.rand(16) < SEED_AUGMENT.hflip
+    flip = torch.rand(16) < seed_augment.hflip
     assert 0 < flip.sum() < 16
     torch.manual_seed(3)
-    got = augment(x, SEED_AUGMENT)
+    got = augment(x, seed_augment)
     torch.manual_seed(3)
     torch.rand(16)  # the flip draw
     flipped = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    want = augment(flipped, AugmentConfig(**{**vars(SEED_AUGMENT), "hflip": 0.0}))
+    want = augment(flipped, replace(seed_augment, hflip=0.0))
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-def test_images_not_drawn_for_a_warp_are_only_flipped():
+def test_images_not_drawn_for_a_warp_are_only_flipped(seed_augment):
     torch.manual_seed(4)
     x = torch.rand(32, 3, 16, 16) * 2 - 1
-    cfg = AugmentConfig(**{**vars(SEED_AUGMENT), "hflip": 1.0, "affine_p": 0.5})
+    cfg = replace(seed_augment, hflip=1.0, affine_p=0.5)
     out = augment(x, cfg)
     same = [torch.equal(o, i.flip(-1)) for o, i in zip(out, x, strict=True)]
     assert 5 < sum(same) < 27  # about half are not warped, and those exactly mirrored

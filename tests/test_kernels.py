@@ -155,7 +155,7 @@ def test_up_windows_weight_gradient_equals_the_torch_version(shape):
 
 @pytest.mark.parametrize(
     ("layer", "side", "function"),
-    [(FromRGB(16), 32, "_FromRGB"), (DownConv(12, 16), 8, "_SmallDownConv")],
+    [(FromRGB(16), 32, "_DownConv"), (DownConv(12, 16), 8, "_DownConv")],
     ids=["from-rgb", "down-conv-8x8"],
 )
 def test_d_layers_under_bf16_autocast_match_the_library(layer, side, function):
@@ -180,16 +180,13 @@ def test_d_layers_under_bf16_autocast_match_the_library(layer, side, function):
 
 @pytest.mark.parametrize("side", [64, 24])  # AVX-512 blocks of 16 pixels, and a scalar tail
 @pytest.mark.parametrize("which", ["seed", "half", "none"])
-def test_real_batch_kernel_is_the_library_path(side, which):
+def test_real_batch_kernel_is_the_library_path(side, which, seed_augment):
     """The batch D sees, by kernels.warp_u8 in one pass, is the library's convert + augment +
     channels-last from the same random draws (to float rounding); without augmentation it is
     the images scaled to [-1, 1], exactly at power-of-two sizes (where pixel centres are exact
     binary fractions)."""
-    seed = AugmentConfig(
-        hflip=0.5, affine_p=1.0, degrees=5, translate_x=0.05, translate_y=0.025,
-        scale_min=0.95, scale_max=1.05, shear=0.025,
-    )  # fmt: skip
-    cfg = {"seed": seed, "half": replace(seed, affine_p=0.5, degrees=30), "none": AugmentConfig()}
+    half = replace(seed_augment, affine_p=0.5, degrees=30)
+    cfg = {"seed": seed_augment, "half": half, "none": AugmentConfig()}
     images = torch.randint(0, 256, (32, 3, side, side), dtype=torch.uint8)
     torch.manual_seed(0)
     got = real_batch(images, cfg[which], CL, kernel=True)
