@@ -6,9 +6,9 @@ For one width of `model=seed` (batch 128, 64 px, as in throughput.py) it measure
   convolutions are built on) and the copy bandwidth of a 256 MiB tensor;
 - the seed article's loop, as written, in images/s (throughput.py's reimplementation, its
   DataLoader included), and its step profiled the same way as pumpgan's (below);
-- pumpgan's step (throughput.py's `pumpgan_step`: augment + train_step, bf16 channels-last by
-  default): torch.profiler self CPU time over `--steps` steps, grouped by category, with the
-  FLOPs of the convolutions and matrix products (FlopCounterMode) and their GFLOP/s against
+- pumpgan's step (throughput.py's `pumpgan_step`: augment + train_step, in the precision a run
+  picks on this machine): torch.profiler self CPU time over `--steps` steps, grouped by
+  category, with the FLOPs of the convolutions and matrix products (FlopCounterMode) and their GFLOP/s against
   the GEMM peak, and the slowest ops;
 
 - every convolution pass of pumpgan's G and D (forward, input gradient, weight gradient) timed
@@ -21,7 +21,7 @@ convolution and matrix product ran at the bf16 GEMM peak (a) with the other ops 
 (b) with the other ops taking no time at all. Nothing that keeps the FLOPs can beat (b). The
 seed loop is
 measured and profiled first: pumpgan's step turns on its process-wide allocator setting
-(gan.train.keep_freed_memory), which the seed loop as written does not have.
+(gan.hardware.keep_freed_memory), which the seed loop as written does not have.
 
     uv run python benchmarks/profile_step.py --width 32
     uv run python benchmarks/profile_step.py --width 16 --steps 5
@@ -60,7 +60,8 @@ from throughput import (
 )
 
 # isort: split
-from gan.models import Discriminator, Generator  # noqa: E402  (after throughput: sys.path)
+from gan import hardware  # noqa: E402  (after throughput: sys.path)
+from gan.train import build_models  # noqa: E402
 
 # self-CPU-time categories by aten op name: the first category with a matching prefix wins
 CATEGORIES = {
@@ -73,12 +74,10 @@ CATEGORIES = {
         "aten::bmm",
         "aten::matmul",
     ),
-    # gan/kernels.c's BatchNorm + activation (_BatchNormAct) counts here, activation and all
     "BatchNorm": (
         "aten::native_batch_norm",
         "aten::_batch_norm",
         "aten::batch_norm",
-        "_BatchNormAct",
     ),
     "activations": (
         "aten::relu",
@@ -143,13 +142,12 @@ class Pass:
     gemm: tuple[int, int, int]  # (m, k, n) of the matrix product with the same FLOPs
 
 
-def layer_passes(cfg: DictConfig, bf16: bool, reps: int) -> list[Pass]:
+def layer_passes(cfg: DictConfig, reps: int) -> list[Pass]:
     """Every conv layer of pumpgan's G and D at its input shape in a step, its forward, input
     gradient and weight gradient timed alone (best of `reps`) in the step's precision and
-    layout, with the module's own forward (so G's Project and UpConv paths included)."""
-    fmt = torch.channels_last if cfg.hardware.channels_last else torch.preserve_format
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-    gen, disc = Generator(cfg.model), Discriminator(cfg.model)
+    layout, with the module's own forward (gan/fast.py's swapped layers included)."""
+    hw = hardware.setup(cfg.hardware, cfg.model, BATCH)
+    gen, disc, _, _ = build_models(cfg, hw)
     shapes: dict[nn.Module, torch.Size] = {}
 
     def record(module: nn.Module, x: torch.Tensor) -> None:
@@ -161,9 +159,7 @@ def layer_passes(cfg: DictConfig, bf16: bool, reps: int) -> list[Pass]:
         for m in net.modules()
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
     ]
-    for net in (gen, disc):
-        net.to(memory_format=fmt)
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), hw.autocast():
         disc(gen(torch.randn(BATCH, cfg.model.dim_z, 1, 1)).float())
     for h in hooks:
         h.remove()
@@ -171,7 +167,7 @@ def layer_passes(cfg: DictConfig, bf16: bool, reps: int) -> list[Pass]:
     for net_name, net in (("G", gen), ("D", disc)):
         convs = [m for m in net.modules() if m in shapes]
         for i, m in enumerate(convs):
-            passes += time_layer(f"{net_name}{i}", m, shapes[m], bf16, fmt, reps)
+            passes += time_layer(f"{net_name}{i}", m, shapes[m], hw.bf16, hw.memory_format, reps)
     return passes
 
 
@@ -282,7 +278,8 @@ def main() -> None:
     parser.add_argument(
         "--pumpgan-overrides",
         nargs="*",
-        default=["hardware.precision=bf16", "hardware.channels_last=true"],
+        default=["hardware.precision=auto"],
+        help="on top of hardware=cpu; default: the precision a run picks on this machine",
     )
     args = parser.parse_args()
 
@@ -294,12 +291,12 @@ def main() -> None:
         write_pngs(images, data / "images" / "jacks")
         seed_ips = measure_baseline(args.width, data / "images", steps, warmup, data)
         cfg = pumpgan_cfg(args.width, 10, 2, 512, data / "cache", args.pumpgan_overrides)
-    bf16 = cfg.hardware.precision == "bf16"
+    pump = pumpgan_step(cfg)
+    bf16 = hardware.setup(cfg.hardware, cfg.model, BATCH).bf16
     pump_peak = peak["bf16" if bf16 else "fp32"]
 
     seed = baseline_step(args.width)
     seed_s, seed_cat, _ = profile_step(seed, args.steps)
-    pump = pumpgan_step(cfg)
     pump_s, pump_cat, events = profile_step(pump, args.steps)
     seed_flops, pump_flops = flops_per_step(seed), flops_per_step(pump)
 
@@ -324,7 +321,7 @@ def main() -> None:
 
     dtype = torch.bfloat16 if bf16 else torch.float32
     reps = 1 if args.quick else 3
-    alone, at_gemm = report_layers(layer_passes(cfg, bf16, reps), dtype, reps)
+    alone, at_gemm = report_layers(layer_passes(cfg, reps), dtype, reps)
 
     measured = sum(pump_cat.values())  # self times add up to about the step's wall time
     flop_s = pump_cat.get(FLOP_OPS, 0.0)

@@ -51,7 +51,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -71,15 +70,9 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `gan` is not installed; it imports from the checkout
 
-from gan import pumpkins  # noqa: E402
+from gan import hardware, pumpkins  # noqa: E402
 from gan.data import load_images, real_batch  # noqa: E402
-from gan.train import (  # noqa: E402
-    build_models,
-    cpu_kernels_apply,
-    keep_freed_memory,
-    train,
-    train_step,
-)
+from gan.train import build_models, train, train_step  # noqa: E402
 
 BATCH, IMAGE_SIZE, PNG_SIZE = 128, 64, 128
 LOOPS = ("baseline", "pumpgan")
@@ -291,29 +284,23 @@ def baseline_step(width: int) -> Callable[[], object]:
     return lambda: seed_loop_step(s, real)
 
 
-def pumpgan_step(cfg: DictConfig) -> Callable[[], object]:
-    """What train() runs each step on the CPU: batch scaling, augment, train_step (precision and
-    layout as set in the config; they do not change the FLOPs), with train()'s process-wide
-    allocator setting (keep_freed_memory: from here on, for this whole process)."""
-    keep_freed_memory()
-    bf16 = cfg.hardware.precision == "bf16"
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
-    channels_last = cfg.hardware.channels_last
-    fmt = torch.channels_last if channels_last else torch.preserve_format
-    cpu = torch.device("cpu")
-    # gan/kernels.c where train() takes it
-    own = cfg.hardware.cpu_kernels and cpu_kernels_apply(cpu, bf16, channels_last)
-    gen, disc, opt_g, opt_d = build_models(cfg, cpu, fmt, own)
+def pumpgan_step(cfg: DictConfig, fast_layers: list[str] | None = None) -> Callable[[], object]:
+    """What train() runs each step: the batch's scaling and augmentation, then train_step, on
+    the hardware `gan.hardware.setup` picks for `cfg` (with `fast_layers`, if given, instead
+    of the swaps it picks), the nets built by train()'s `build_models`."""
+    hw = hardware.setup(cfg.hardware, cfg.model, BATCH)
+    if fast_layers is not None:
+        hw.fast_layers = fast_layers
+    gen, disc, opt_g, opt_d = build_models(cfg, hw)
     if cfg.hardware.compile:  # as train() does
         gen, disc = torch.compile(gen), torch.compile(disc)
     images = torch.randint(0, 256, (BATCH, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
-    ones, zeros = torch.ones(BATCH), torch.zeros(BATCH)
 
     def step() -> torch.Tensor:
-        real = real_batch(images, cfg.augment, fmt, own)
-        noise = torch.randn(BATCH, cfg.model.dim_z, 1, 1)
-        with autocast:
-            return train_step(gen, disc, opt_g, opt_d, real, noise, ones, zeros)
+        real = real_batch(images.to(hw.device), cfg.augment, hw.memory_format)
+        noise = torch.randn(BATCH, cfg.model.dim_z, 1, 1, device=hw.device)
+        with hw.autocast():
+            return train_step(gen, disc, opt_g, opt_d, real, noise, cfg.optim.loss)
 
     return step
 
@@ -529,8 +516,8 @@ def main() -> None:
     parser.add_argument(
         "--pumpgan-overrides",
         nargs="*",
-        default=["hardware.precision=bf16", "hardware.channels_last=true"],
-        help="on top of hardware=cpu; the default is the fastest CPU setting",
+        default=["hardware.precision=auto"],
+        help="on top of hardware=cpu; default: the precision a run picks on this machine",
     )
     parser.add_argument("--sweep", action="store_true", help="the stop-on-collapse study instead")
     parser.add_argument("--trials", type=int, help="--sweep trials; default: 10 (quick: 3)")

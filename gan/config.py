@@ -46,7 +46,8 @@ class OptimConfig:
     # Adam's first- and second-moment decay rates
     beta1: float = 0.5
     beta2: float = 0.999
-    # adversarial loss: "bce" (the non-saturating GAN loss of the DCGAN paper and the article)
+    # adversarial loss: "bce" (the non-saturating GAN loss of the DCGAN paper and the article;
+    # gan.train.LOSSES)
     loss: str = "bce"
 
 
@@ -79,11 +80,9 @@ class HardwareConfig:
     channels_last: bool = False
     # wrap G and D in torch.compile
     compile: bool = False
-    # in bf16 channels-last training on a CPU, pumpgan's own kernels (gan/kernels.c, built with
-    # gcc at start) for each BatchNorm + activation, G's last layer, some weight and input
-    # gradients' windows and sums, and the real batch's conversion + augmentation; false: the
-    # library's
-    cpu_kernels: bool = True
+    # on a CPU, gan/fast.py's layers: some of the nets' layers swapped for subclasses that compute
+    # the same thing faster (same weights and checkpoints); false: plain torch layers throughout
+    fast_layers: bool = True
     # CPU threads for torch; 0 keeps torch's default (one per core)
     threads: int = 0
 
@@ -237,3 +236,17 @@ def validate(cfg: DictConfig | Config) -> None:
             "Invalid config: " + "; ".join(problems) + ". Fix it with KEY=VALUE on the command "
             "line (or in the YAML under conf/) and run again; nothing was trained or written."
         )
+
+
+# keys that older pumpgan versions wrote into a run's .hydra/config.yaml and that no longer exist
+# (a resumed run drops them from its saved config)
+REMOVED_KEYS = ("hardware.cpu_kernels",)
+
+
+def drop_removed_keys(saved: DictConfig) -> DictConfig:
+    """An old run's saved config without the REMOVED_KEYS, so that it merges into this schema."""
+    for dotted in REMOVED_KEYS:
+        group, key = dotted.split(".")
+        if group in saved and key in saved[group]:
+            del saved[group][key]
+    return saved

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gan import kernels, pumpkins
+from gan import pumpkins
 from gan.config import AugmentConfig, DataConfig, UserError
 
 log = logging.getLogger(__name__)
@@ -166,16 +166,9 @@ class BatchSampler:
 
 
 def real_batch(
-    images: torch.Tensor, cfg: AugmentConfig, memory_format: torch.memory_format, kernel: bool
+    images: torch.Tensor, cfg: AugmentConfig, memory_format: torch.memory_format
 ) -> torch.Tensor:
-    """The batch D sees: uint8 images (B, 3, S, S) -> [-1, 1] -> `augment`ed -> memory_format.
-    With `kernel` (a CPU run with gan/kernels.c), all of it in one pass by kernels.warp_u8, from
-    the same random draws (flipped and unwarped images are sampled at the mirrored and the
-    identity map: exact for power-of-two sizes), channels-last: 128 x 64 px at the seed
-    augmentation on 2 Zen 4 cores, ~6 ms the library's way."""
-    if kernel and images.device.type == "cpu":
-        _, maps, _ = _draw_maps(images.shape[0], cfg, images.device)
-        return kernels.warp_u8(images, maps)
+    """The batch D sees: uint8 images (B, 3, S, S) -> [-1, 1] -> `augment`ed -> memory_format."""
     x = augment(images.float().div_(127.5).sub_(1), cfg)
     return x.contiguous(memory_format=memory_format)
 

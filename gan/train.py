@@ -4,20 +4,16 @@ The loop keeps the PumpGAN article's order: D on a real batch, D on a fake batch
 step; then G against real labels through the updated D. Per step it records loss_d, loss_g,
 d_real = mean D(x), d_fake = mean D(G(z)) before D's update, and d_fake_after = mean D(G(z))
 during the G step. Those five numbers stay on the device and are read back every
-`train.log_every` steps, so the hot loop never waits for the host.
+`train.log_every` steps (`StepLog`), so the hot loop never waits for the host.
 """
 
 from __future__ import annotations
 
 import csv
-import ctypes
-import functools
 import logging
-import os
 import platform
 import random
 import shutil
-import statistics
 import sys
 import time
 from contextlib import nullcontext
@@ -31,9 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gan import interrupts, kernels
-from gan.config import HardwareConfig, ModelConfig, UserError, validate
+from gan import hardware, interrupts
+from gan.config import validate
 from gan.data import BatchSampler, load_images, real_batch
+from gan.hardware import Hardware
 from gan.models import Discriminator, Generator, init_weights, num_params
 from gan.runfolder import RunFolder, load_checkpoint, now_iso, plot_curves, read_metrics
 from gan.score import ScoreTracker
@@ -56,225 +53,84 @@ def train(
     folder = RunFolder(run_dir)
     folder.check_new()
     t, m = cfg.train, cfg.model
-    device, bf16, channels_last, timings = pick_hardware(cfg.hardware, m, t.batch_size)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    hw = hardware.setup(cfg.hardware, m, t.batch_size)
     resume_state = load_checkpoint(Path(cfg.resume)) if cfg.resume else None
     seed_everything(cfg.seed)
 
-    # ---- data: uint8 (N, 3, S, S), moved to the device once
-    images = load_images(cfg.data, m.image_size).to(device)
+    # ---- data (uint8 (N, 3, S, S), on the device once), nets, score, the grids' fixed noise
+    images = load_images(cfg.data, m.image_size).to(hw.device)
     sampler = BatchSampler(len(images), t.batch_size, seed=cfg.seed)
-
-    # ---- models and optimisers
-    use_kernels = cfg.hardware.cpu_kernels and cpu_kernels_apply(device, bf16, channels_last)
-    memory_format = torch.channels_last if channels_last else torch.preserve_format
-    gen, disc, opt_g, opt_d = build_models(cfg, device, memory_format, use_kernels)
-    tracker = ScoreTracker(
-        eps=cfg.score.eps, patience=cfg.score.patience, min_diversity=cfg.score.min_diversity
-    )
-    # the same noise for every sample grid of the run, from its own generator so that drawing
-    # it does not shift the training random stream
-    fixed_noise = torch.randn(
-        t.num_samples, m.dim_z, 1, 1, generator=torch.Generator().manual_seed(cfg.seed + 1)
-    )
-    start_step, wall_before = 0, 0.0
-
-    # ---- the run folder: a resumed run starts a new folder with the old one's history
-    carried_rows: list[list[Any]] = []
-    if resume_state is not None:
+    gen, disc, opt_g, opt_d = build_models(cfg, hw)
+    tracker = ScoreTracker(cfg.score.eps, cfg.score.patience, min_diversity=cfg.score.min_diversity)
+    # drawn from a generator of its own so that it does not shift the training random stream
+    noise_rng = torch.Generator().manual_seed(cfg.seed + 1)
+    fixed_noise = torch.randn(t.num_samples, m.dim_z, 1, 1, generator=noise_rng)
+    start_step, wall_before, carried_rows = 0, 0.0, []
+    if resume_state is not None:  # a resumed run starts a new folder with the old one's history
+        tracker, fixed_noise = restore(resume_state, gen, disc, opt_g, opt_d, sampler, cfg)
         start_step, wall_before = resume_state["step"], resume_state["wall_s"]
-        gen.load_state_dict(resume_state["gen"])
-        disc.load_state_dict(resume_state["disc"])
-        opt_g.load_state_dict(resume_state["opt_g"])
-        opt_d.load_state_dict(resume_state["opt_d"])
-        sampler.load_state_dict(resume_state["sampler"])
-        tracker = ScoreTracker.from_state_dict(resume_state["score"])
-        tracker.min_diversity = cfg.score.min_diversity
-        fixed_noise = resume_state["fixed_noise"]
-        set_rng_state(resume_state["rng"])
         carried_rows = carry_over(Path(cfg.resume), folder, start_step)
-    fixed_noise = fixed_noise.to(device)
-    folder.create(
-        {
-            "status": "running",
-            "score": None,
-            "collapsed_at": None,
-            "reason": None,
-            "steps": t.steps,
-            "steps_done": start_step,
-            "wall_s": wall_before,
-            "images_per_s": None,
-            "quality": None,
-            "started_at": now_iso(),
-            "run_dir": str(run_dir),
-            "resumed_from": str(cfg.resume) if cfg.resume else None,
-            "device": str(device),
-            "precision": "bf16" if bf16 else "fp32",
-            "channels_last": channels_last,
-            # seconds per step of each setting that hardware.precision=auto timed before choosing
-            "precision_timings": timings,
-            "threads": torch.get_num_threads(),
-            # glibc malloc keeps freed memory for reuse (gan.train.keep_freed_memory)
-            "keep_freed_memory": keep_freed_memory(),
-            # pumpgan's own CPU kernels in use (gan/kernels.py; hardware.cpu_kernels)
-            "cpu_kernels": use_kernels,
-            "params": {"gen": num_params(gen), "disc": num_params(disc)},
-            "data": {"name": cfg.data.name, "num_images": len(images)},
-            "versions": versions(),
-            **(extra_summary or {}),
-        },
-        carried_rows,
-    )
+    fixed_noise = fixed_noise.to(hw.device)
+    summary = start_summary(cfg, run_dir, hw, gen, disc, len(images), start_step, wall_before)
+    folder.create({**summary, **(extra_summary or {})}, carried_rows)
+    gen_step: torch.nn.Module = gen
+    disc_step: torch.nn.Module = disc
     if cfg.hardware.compile:
         gen_step = cast(torch.nn.Module, torch.compile(gen))
         disc_step = cast(torch.nn.Module, torch.compile(disc))
-    else:
-        gen_step, disc_step = gen, disc
     log.info(
         "Run folder %s: %s G %.2fM / D %.2fM parameters, %d images of %d px, %s%s",
-        run_dir,
-        m.arch,
-        num_params(gen) / 1e6,
-        num_params(disc) / 1e6,
-        len(images),
-        m.image_size,
-        device,
-        ", bf16 autocast" if bf16 else "",
+        *(run_dir, m.arch, num_params(gen) / 1e6, num_params(disc) / 1e6, len(images)),
+        *(m.image_size, hw.device, ", bf16 autocast" if hw.bf16 else ""),
     )
 
-    def state(step: int, wall_s: float) -> dict[str, Any]:
-        return {
-            "step": step,
-            "wall_s": wall_s,
-            "gen": gen.state_dict(),
-            "disc": disc.state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "sampler": sampler.state_dict(),
-            "score": tracker.state_dict(),
-            "fixed_noise": fixed_noise.cpu(),
-            "rng": get_rng_state(),
-            "config": OmegaConf.to_container(cfg, resolve=True),
-        }
-
-    # labels, allocated once; the last batch of an epoch is always full (BatchSampler)
-    ones = torch.ones(t.batch_size, device=device)
-    zeros = torch.zeros(t.batch_size, device=device)
-    stats = torch.zeros(t.log_every, len(STAT_NAMES), device=device)
-    pending = 0  # steps whose stats sit in `stats`, not yet read back
-    step = start_step
-    t0 = time.perf_counter()
-    last_flush_t = 0.0
+    reference = images[: t.num_samples].cpu()  # the real images grid diversity is relative to
     show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
-    bar = tqdm(
-        total=t.steps,
-        initial=start_step,
-        disable=not show_bar,
-        unit="step",
-        # a terminal that reports no size (0 columns) gets 80, not an invisible bar
-        ncols=shutil.get_terminal_size().columns,
-        leave=True,
-    )
-    plain_every = max(t.log_every, t.steps // 20)
-
-    def elapsed() -> float:
-        return time.perf_counter() - t0
-
-    def images_per_s() -> float:
-        return (step - start_step) * t.batch_size / max(elapsed(), 1e-9)
-
-    @interrupts.deferred()
-    def flush() -> bool:
-        """Read back the pending steps' stats (one host sync), write them, score them. A signal
-        in here takes effect at its end: a chunk half written would be written again."""
-        nonlocal pending, last_flush_t
-        if pending == 0:
-            return False
-        now = elapsed()
-        values = stats[:pending].float().cpu().tolist()
-        first = step - pending + 1
-        rows, collapsed = [], False
-        for k, row in enumerate(values):
-            # time_s is measured per chunk; steps inside a chunk are interpolated
-            time_s = wall_before + last_flush_t + (now - last_flush_t) * (k + 1) / pending
-            rows.append([first + k, round(time_s, 4), *row])
-            collapsed |= tracker.update(first + k, row[2], row[3], row[:2])
-        folder.append_metrics(rows)
-        pending, last_flush_t = 0, now
-        loss_d, loss_g, d_real, d_fake, _ = values[-1]
-        bar.set_postfix_str(
-            f"loss_d {loss_d:.3f} loss_g {loss_g:.3f} D(x) {d_real:.3f} "
-            f"D(G(z)) {d_fake:.3f} {images_per_s():.0f} img/s",
-            refresh=False,
-        )
-        bar.update(step - bar.n)
-        if not show_bar and (step % plain_every < len(values) or step == t.steps):
-            log.info(
-                "step %d/%d  loss_d %.3f  loss_g %.3f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s",
-                step,
-                t.steps,
-                loss_d,
-                loss_g,
-                d_real,
-                d_fake,
-                images_per_s(),
-            )
-        folder.update_summary(
-            steps_done=step,
-            wall_s=round(wall_before + now, 3),
-            images_per_s=round(images_per_s(), 2),
-            collapsed_at=tracker.collapsed_at,
-            reason=tracker.reason,
-        )
-        return collapsed
-
-    def checkpoint() -> None:
-        folder.save_checkpoint(state(step, wall_before + elapsed()))
-
-    reference = images[: t.num_samples].cpu()  # real images the grids' diversity is relative to
+    steps = StepLog(folder, tracker, cfg, hw.device, start_step, wall_before, show_bar)
+    stop_on_collapse, loss = cfg.score.stop_on_collapse, cfg.optim.loss
+    step, status = start_step, "running"
 
     def save_samples() -> None:
         quality = save_grid_of(folder, gen, fixed_noise, reference, step)
         tracker.sample(step, quality["diversity"])
 
-    status = "running"
-    redirect = logging_redirect_tqdm() if show_bar else nullcontext()
+    def checkpoint() -> None:
+        state = training_state(cfg, step, wall_before + steps.elapsed(), gen, disc, opt_g, opt_d)
+        state.update(sampler=sampler.state_dict(), score=tracker.state_dict())
+        folder.save_checkpoint({**state, "fixed_noise": fixed_noise.cpu()})
+
     try:
-        with redirect, interrupts.installed():
+        with steps.redirect_logging(), interrupts.installed():
             if start_step == 0:
                 save_samples()
-            stop = tracker.collapsed_at is not None and cfg.score.stop_on_collapse
+            stop = tracker.collapsed_at is not None and stop_on_collapse
             while step < t.steps and not stop:
                 interrupts.check()  # a Ctrl-C that some finalizer swallowed ends the run here
                 # ---- a batch: uint8 -> [-1, 1] -> augmented, all on the device
-                idx = sampler.next().to(device, non_blocking=True)
-                real = real_batch(images[idx], cfg.augment, memory_format, use_kernels)
-                noise = torch.randn(t.batch_size, m.dim_z, 1, 1, device=device)
-                with autocast:
-                    stats[pending] = train_step(
-                        gen_step, disc_step, opt_g, opt_d, real, noise, ones, zeros
-                    )
+                idx = sampler.next().to(hw.device, non_blocking=True)
+                real = real_batch(images[idx], cfg.augment, hw.memory_format)
+                noise = torch.randn(t.batch_size, m.dim_z, 1, 1, device=hw.device)
+                with hw.autocast():
+                    stats = train_step(gen_step, disc_step, opt_g, opt_d, real, noise, loss)
                 step += 1
-                pending += 1
+                steps.record(stats)
                 checkpoint_due = t.checkpoint_every and step % t.checkpoint_every == 0
-                if pending == t.log_every or step == t.steps or checkpoint_due:
-                    collapsed = flush()
+                if steps.full() or step == t.steps or checkpoint_due:
+                    steps.flush(step)
                     stop = tracker.collapsed_at is not None and (
-                        cfg.score.stop_on_collapse or tracker.reason == "non-finite loss"
+                        stop_on_collapse or tracker.reason == "non-finite loss"
                     )
-                    if collapsed:
-                        log.warning("Collapse at step %d: %s", tracker.collapsed_at, tracker.reason)
                 if t.sample_every and step % t.sample_every == 0:
                     save_samples()
                 if checkpoint_due:
                     checkpoint()
-            flush()
+            steps.flush(step)
             checkpoint()
         status = "completed" if tracker.collapsed_at is None else "collapsed"
     except KeyboardInterrupt:
         interrupts.clear()
         status = "interrupted"
-        flush()
+        steps.flush(step)
         checkpoint()
         log.warning(
             "Interrupted at step %d: checkpoint saved; continue with resume=%s", step, run_dir
@@ -285,34 +141,42 @@ def train(
         folder.update_summary(error=f"{type(e).__name__}: {e}")
         raise
     finally:
-        bar.close()
+        steps.close()
+        wall_s, images_per_s = wall_before + steps.elapsed(), steps.images_per_s(step)
         finish(
-            folder,
-            cfg,
-            status,
-            step,
-            tracker,
-            wall_before + elapsed(),
-            images_per_s(),
-            gen,
-            fixed_noise,
-            reference,
+            folder, cfg, status, step, tracker, wall_s, images_per_s, gen, fixed_noise, reference
         )
     return tracker.score(t.steps)
 
 
 def build_models(
-    cfg: DictConfig, device: torch.device, memory_format: torch.memory_format, cpu_kernels: bool
+    cfg: DictConfig, hw: Hardware
 ) -> tuple[Generator, Discriminator, torch.optim.Adam, torch.optim.Adam]:
-    """G and D with the DCGAN init on `device` in `memory_format`, and their Adams."""
-    gen, disc = Generator(cfg.model, cpu_kernels), Discriminator(cfg.model, cpu_kernels)
+    """G and D with the DCGAN init, placed by `hw` (device, layout, fast layers); their Adams."""
+    gen, disc = Generator(cfg.model), Discriminator(cfg.model)
     for net in (gen, disc):
         init_weights(net)  # on the CPU: the same weights whatever the device
-        net.to(device).to(memory_format=memory_format)
+    hw.place(gen, disc)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, fused=True)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, fused=True)
     return gen, disc, opt_g, opt_d
+
+
+def bce_disc_loss(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> torch.Tensor:
+    """-log D(x) - log(1 - D(G(z))), the article's BCELoss on real and fake labels."""
+    real = F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+    return real + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
+
+
+def bce_gen_loss(logit_fake: torch.Tensor) -> torch.Tensor:
+    """-log D(G(z)): the non-saturating generator loss of the GAN and DCGAN papers."""
+    return F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
+
+
+# optim.loss -> (D's loss from its logits on real and fake images, G's loss from D's logits on
+# G's images); gan/config.py's LOSSES lists the same names
+LOSSES = {"bce": (bce_disc_loss, bce_gen_loss)}
 
 
 def train_step(
@@ -322,42 +186,198 @@ def train_step(
     opt_d: torch.optim.Optimizer,
     real: torch.Tensor,
     noise: torch.Tensor,
-    ones: torch.Tensor,
-    zeros: torch.Tensor,
+    loss: str,
 ) -> torch.Tensor:
     """One D update and one G update; returns (loss_d, loss_g, d_real, d_fake, d_fake_after)
     as a tensor on the device (no host sync)."""
+    disc_loss, gen_loss = LOSSES[loss]
     # (1) D step: maximise log D(x) + log(1 - D(G(z)))
     opt_d.zero_grad(set_to_none=True)
     logit_real = disc(real)  # (B,) fp32 logits, even under autocast
     fake = gen(noise)  # (B, 3, S, S)
     logit_fake = disc(fake.detach())
-    loss_d = F.binary_cross_entropy_with_logits(
-        logit_real, ones
-    ) + F.binary_cross_entropy_with_logits(logit_fake, zeros)
+    loss_d = disc_loss(logit_real, logit_fake)
     loss_d.backward()
     opt_d.step()
 
-    # (2) G step: maximise log D(G(z)) (the non-saturating loss), through the updated D;
-    # D's weights need no gradient here
+    # (2) G step: maximise log D(G(z)) through the updated D; D's weights need no gradient here
     opt_g.zero_grad(set_to_none=True)
     disc.requires_grad_(False)
     logit_after = disc(fake)
-    loss_g = F.binary_cross_entropy_with_logits(logit_after, ones)
+    loss_g = gen_loss(logit_after)
     loss_g.backward()
     disc.requires_grad_(True)
     opt_g.step()
 
     with torch.no_grad():
-        return torch.stack(
-            [
-                loss_d,
-                loss_g,
-                torch.sigmoid(logit_real).mean(),
-                torch.sigmoid(logit_fake).mean(),
-                torch.sigmoid(logit_after).mean(),
-            ]
+        means = [torch.sigmoid(x).mean() for x in (logit_real, logit_fake, logit_after)]
+        return torch.stack([loss_d, loss_g, *means])
+
+
+class StepLog:
+    """The per-step stats of a run: kept on the device, read back every `train.log_every` steps
+    (one host sync), then written to metrics.csv, scored, shown (a progress bar or log lines)
+    and put in summary.json."""
+
+    def __init__(
+        self,
+        folder: RunFolder,
+        tracker: ScoreTracker,
+        cfg: DictConfig,
+        device: torch.device,
+        start_step: int,
+        wall_before: float,
+        show_bar: bool,
+    ) -> None:
+        self.folder, self.tracker, self.train_cfg = folder, tracker, cfg.train
+        self.start_step, self.wall_before, self.show_bar = start_step, wall_before, show_bar
+        self.stats = torch.zeros(cfg.train.log_every, len(STAT_NAMES), device=device)
+        self.pending = 0  # steps whose stats sit in `stats`, not yet read back
+        self.t0, self.last_flush_t = time.perf_counter(), 0.0
+        self.plain_every = max(cfg.train.log_every, cfg.train.steps // 20)
+        self.bar = tqdm(
+            total=cfg.train.steps,
+            initial=start_step,
+            disable=not show_bar,
+            unit="step",
+            # a terminal that reports no size (0 columns) gets 80, not an invisible bar
+            ncols=shutil.get_terminal_size().columns,
+            leave=True,
         )
+
+    def redirect_logging(self) -> Any:
+        """Log lines printed above the bar instead of through it."""
+        return logging_redirect_tqdm() if self.show_bar else nullcontext()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def images_per_s(self, step: int) -> float:
+        return (step - self.start_step) * self.train_cfg.batch_size / max(self.elapsed(), 1e-9)
+
+    def record(self, stats: torch.Tensor) -> None:
+        self.stats[self.pending] = stats
+        self.pending += 1
+
+    def full(self) -> bool:
+        return self.pending == len(self.stats)
+
+    @interrupts.deferred()
+    def flush(self, step: int) -> None:
+        """Read back the pending steps' stats, write them, score them. A signal in here takes
+        effect at its end: a chunk half written would be written again."""
+        if self.pending == 0:
+            return
+        now, pending = self.elapsed(), self.pending
+        values = self.stats[:pending].float().cpu().tolist()
+        first, rows, collapsed = step - pending + 1, [], False
+        for k, row in enumerate(values):
+            # time_s is measured per chunk; steps inside a chunk are interpolated
+            span = now - self.last_flush_t
+            time_s = self.wall_before + self.last_flush_t + span * (k + 1) / pending
+            rows.append([first + k, round(time_s, 4), *row])
+            collapsed |= self.tracker.update(first + k, row[2], row[3], row[:2])
+        self.folder.append_metrics(rows)
+        self.pending, self.last_flush_t = 0, now
+        if collapsed:
+            log.warning("Collapse at step %d: %s", self.tracker.collapsed_at, self.tracker.reason)
+        self.show(step, values[-1], len(values))
+        self.folder.update_summary(
+            steps_done=step,
+            wall_s=round(self.wall_before + now, 3),
+            images_per_s=round(self.images_per_s(step), 2),
+            collapsed_at=self.tracker.collapsed_at,
+            reason=self.tracker.reason,
+        )
+
+    def show(self, step: int, last: list[float], chunk: int) -> None:
+        loss_d, loss_g, d_real, d_fake, _ = last
+        line = (
+            f"loss_d {loss_d:.3f}  loss_g {loss_g:.3f}  D(x) {d_real:.3f}  D(G(z)) {d_fake:.3f}  "
+            f"{self.images_per_s(step):.0f} img/s"
+        )
+        self.bar.set_postfix_str(line, refresh=False)
+        self.bar.update(step - self.bar.n)
+        total = self.train_cfg.steps
+        if not self.show_bar and (step % self.plain_every < chunk or step == total):
+            log.info("step %d/%d  %s", step, total, line)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def start_summary(
+    cfg: DictConfig,
+    run_dir: Path,
+    hw: Hardware,
+    gen: Generator,
+    disc: Discriminator,
+    num_images: int,
+    start_step: int,
+    wall_before: float,
+) -> dict[str, Any]:
+    """summary.json as a run starts (DESIGN.md section 4): kept current while it runs."""
+    return {
+        "status": "running",
+        "score": None,
+        "collapsed_at": None,
+        "reason": None,
+        "steps": cfg.train.steps,
+        "steps_done": start_step,
+        "wall_s": wall_before,
+        "images_per_s": None,
+        "quality": None,
+        "started_at": now_iso(),
+        "run_dir": str(run_dir),
+        "resumed_from": str(cfg.resume) if cfg.resume else None,
+        **hw.summary(),
+        "params": {"gen": num_params(gen), "disc": num_params(disc)},
+        "data": {"name": cfg.data.name, "num_images": num_images},
+        "versions": versions(),
+    }
+
+
+def training_state(
+    cfg: DictConfig,
+    step: int,
+    wall_s: float,
+    gen: Generator,
+    disc: Discriminator,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+) -> dict[str, Any]:
+    """What checkpoints/last.pt holds besides the sampler's, the score's and the noise's state."""
+    return {
+        "step": step,
+        "wall_s": wall_s,
+        "gen": gen.state_dict(),
+        "disc": disc.state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "opt_d": opt_d.state_dict(),
+        "rng": get_rng_state(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def restore(
+    state: dict[str, Any],
+    gen: Generator,
+    disc: Discriminator,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    sampler: BatchSampler,
+    cfg: DictConfig,
+) -> tuple[ScoreTracker, torch.Tensor]:
+    """Load a checkpoint into the run's objects; returns its score tracker and fixed noise."""
+    gen.load_state_dict(state["gen"])
+    disc.load_state_dict(state["disc"])
+    opt_g.load_state_dict(state["opt_g"])
+    opt_d.load_state_dict(state["opt_d"])
+    sampler.load_state_dict(state["sampler"])
+    tracker = ScoreTracker.from_state_dict(state["score"])
+    tracker.min_diversity = cfg.score.min_diversity
+    set_rng_state(state["rng"])
+    return tracker, state["fixed_noise"]
 
 
 def save_grid_of(
@@ -438,13 +458,9 @@ def finish(
     folder.close(score, step)
     log.info(
         "%s after %d/%d steps: score %.4f%s (%.1f s, %.0f img/s)",
-        status,
-        step,
-        cfg.train.steps,
-        score,
+        *(status, step, cfg.train.steps, score),
         f", {tracker.reason} at {collapsed_at}" if collapsed_at is not None else "",
-        wall_s,
-        images_per_s,
+        *(wall_s, images_per_s),
     )
 
 
@@ -462,106 +478,6 @@ def sample_quality(fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     diversity = mean_pairwise(fake) / max(mean_pairwise(real), 1e-9)
     colour_gap = (fake.mean((0, 2, 3)) - real.mean((0, 2, 3))).norm().item() / 2
     return {"diversity": round(diversity, 4), "colour_gap": round(colour_gap, 4)}
-
-
-def pick_hardware(
-    cfg: HardwareConfig, model: ModelConfig, batch_size: int
-) -> tuple[torch.device, bool, bool, dict[str, float]]:
-    """The device, bf16 autocast or not, channels-last or not, and the timings behind an
-    automatic choice (seconds per step, empty when nothing was timed)."""
-    name = cfg.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    keep_freed_memory()
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(
-                f"hardware.device={cfg.device!r} but torch sees no CUDA GPU. Use "
-                f"hardware=cpu (or hardware=auto to pick what is there)."
-            )
-        torch.backends.cudnn.benchmark = True
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.precision != "auto":
-        return device, cfg.precision == "bf16", cfg.channels_last, {}
-    if device.type == "cuda":
-        return device, True, True, {}
-    bf16, channels_last, timings = fastest_cpu_setting(model, batch_size, cfg.cpu_kernels)
-    return device, bf16, channels_last, timings
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep freed memory for the next step instead of returning it to the
-    kernel; True if it now does (once per process, for the whole process).
-
-    A training step frees and re-allocates the same large activation buffers every time. By
-    default glibc serves big requests with fresh mmap pages and trims the heap, so each step
-    page-faults and zero-fills tens to hundreds of MB again: measured at width 32 of the seed
-    nets, 5-10% of the step (a bf16 BatchNorm forward on 128x128x32x32 took 12.9 ms with fresh
-    pages, 3.7 ms with reused ones). Here mmap is off for allocations (glibc still falls back to
-    it when the heap cannot grow) and the heap is trimmed only beyond 2 GiB free, so RSS stays
-    at its peak: 5-12% higher than without at widths 16-32, flat once the first steps have run
-    (240 steps at width 16: 988 -> 1003 MiB). Left alone when the environment already tunes the
-    allocator (GLIBC_TUNABLES, MALLOC_*, LD_PRELOAD) or the C library is not glibc."""
-    tuned = any(k == "GLIBC_TUNABLES" or k.startswith("MALLOC_") for k in os.environ)
-    if tuned or os.environ.get("LD_PRELOAD") or platform.libc_ver()[0] != "glibc":
-        return False
-    mallopt = ctypes.CDLL(None).mallopt  # the process's C library
-    m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
-    return bool(mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 2**31 - 1))
-
-
-def cpu_kernels_apply(device: torch.device, bf16: bool, channels_last: bool) -> bool:
-    """Whether gan/kernels.c's kernels serve this run: CPU bf16 channels-last training, with
-    the kernels built on this machine."""
-    return device.type == "cpu" and bf16 and channels_last and kernels.kernel() is not None
-
-
-def fastest_cpu_setting(
-    m: ModelConfig, batch_size: int, cpu_kernels: bool = True
-) -> tuple[bool, bool, dict[str, float]]:
-    """fp32 or bf16 channels-last, whichever trains this model faster on this CPU: a few steps of
-    throwaway nets on random data (a second or two), outside the run's random stream
-    (`cpu_kernels`: hardware.cpu_kernels, used by the bf16 nets). bf16 only
-    where the CPU computes it natively (AVX512-BF16 or AMX); see tests/test_train.py for why it
-    is safe (same scores and D means as fp32)."""
-    if not cpu_has_bf16():
-        return False, False, {}
-    timings = {}
-    with torch.random.fork_rng(devices=[]):
-        for name, bf16, memory_format in (
-            ("fp32", False, torch.preserve_format),
-            ("bf16_channels_last", True, torch.channels_last),
-        ):
-            gen, disc = Generator(m, cpu_kernels), Discriminator(m, cpu_kernels)
-            gen.to(memory_format=memory_format)
-            disc.to(memory_format=memory_format)
-            opt_g = torch.optim.Adam(gen.parameters(), fused=True)
-            opt_d = torch.optim.Adam(disc.parameters(), fused=True)
-            real = torch.rand(batch_size, 3, m.image_size, m.image_size) * 2 - 1
-            real = real.contiguous(memory_format=memory_format)
-            noise = torch.randn(batch_size, m.dim_z, 1, 1)
-            ones, zeros = torch.ones(batch_size), torch.zeros(batch_size)
-            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-            per_step = []
-            for _ in range(5):  # the first two warm oneDNN up and are not counted
-                start = time.perf_counter()
-                with autocast:
-                    train_step(gen, disc, opt_g, opt_d, real, noise, ones, zeros).sum().item()
-                per_step.append(time.perf_counter() - start)
-            timings[name] = round(statistics.median(per_step[2:]), 5)
-    bf16 = timings["bf16_channels_last"] < timings["fp32"]
-    return bf16, bf16, timings
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def seed_everything(seed: int) -> None:

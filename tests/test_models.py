@@ -1,23 +1,16 @@
+from pathlib import Path
+
 import pytest
 import torch
-import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
 from gan.config import ModelConfig
-from gan.models import (
-    Discriminator,
-    Generator,
-    Project,
-    ToRGB,
-    UpConv,
-    _SmallUpConv,
-    _ToRGB,
-    conv_transpose_by_gemm,
-    disc_widths,
-    gen_widths,
-    init_weights,
-    num_params,
-)
+from gan.models import Discriminator, Generator, disc_widths, gen_widths, init_weights, num_params
+
+# run folders written by pumpgan at commit 26fc4a1 (before the nets became plain torch.nn), with
+# their nets' outputs in eval mode on the checkpoint's fixed noise
+OLD_RUNS = Path(__file__).parent / "fixtures" / "checkpoints_26fc4a1"
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "seed"])
@@ -66,89 +59,39 @@ def test_dcgan_init():
     assert all((m.bias == 0).all() for m in bns)
 
 
-@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize(
-    ("layer", "library", "side"),
-    [
-        (Project(10, 8), nn.ConvTranspose2d(10, 8, 4, 1, 0, bias=False), 1),
-        (UpConv(12, 8), nn.ConvTranspose2d(12, 8, 4, 2, 1, bias=False), 4),
-    ],
-    ids=["project", "upconv"],
-)
-def test_fast_layers_compute_the_library_convolution(layer, library, side, fmt):
-    """G's first two layers take faster kernels; in fp64 they agree with nn.ConvTranspose2d
-    exactly, forward and backward, and keep the memory format."""
-    library.weight.data.copy_(layer.weight.data)
-    layer, library = (m.double().to(memory_format=fmt) for m in (layer, library))
-    x = torch.randn(3, layer.in_channels, side, side, dtype=torch.float64)
-    x = x.contiguous(memory_format=fmt).requires_grad_()
-    y, y_ref = layer(x), library(x)
-    assert y.is_contiguous(memory_format=fmt)
-    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
-    grad = torch.randn_like(y)
-    got = torch.autograd.grad(y, [x, layer.weight], grad)
-    want = torch.autograd.grad(y_ref, [x, library.weight], grad)
-    for a, b in zip(got, want, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-
-
-def test_gemm_weight_gradient_is_exact():
-    x = torch.randn(3, 6, 4, 4, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(6, 5, 4, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(_SmallUpConv.apply, (x, w, False))
-
-
-@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
-def test_gemm_transposed_convolution_is_exact(fmt):
-    """G's last layer's forward (every tap by one GEMM, then the phases' shifted sums) is the
-    library's transposed convolution, on a non-square input, and its autograd Function's
-    gradients are right."""
-    x = torch.randn(3, 7, 5, 6, dtype=torch.float64).contiguous(memory_format=fmt)
-    w = torch.randn(7, 3, 4, 4, dtype=torch.float64)
-    y = conv_transpose_by_gemm(x, w, kernel=False)
-    assert y.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(y, F.conv_transpose2d(x, w, stride=2, padding=1), rtol=0, atol=1e-12)
-    x, w = x[:2, :, :3, :4].requires_grad_(), w.requires_grad_()
-    assert torch.autograd.gradcheck(_ToRGB.apply, (x, w, False))
-
-
-@pytest.mark.parametrize(
-    ("layer", "side", "function"),
-    [
-        (UpConv(64, 32), 4, "_SmallUpConvBackward"),
-        (UpConv(32, 16), 8, "_SmallUpConvBackward"),
-        (ToRGB(64), 16, "_ToRGBBackward"),
-    ],
-    ids=["upconv-4x4", "upconv-8x8", "to-rgb"],
-)
-def test_gemm_paths_under_bf16_autocast_match_the_library(layer, side, function):
-    """Under CPU bf16 autocast G's first two stride-2 blocks take the GEMM weight gradient and
-    its last layer the GEMM forward; they agree with oneDNN's to bf16 rounding, and the gradient
-    reaches the fp32 weight in fp32."""
-    torch.manual_seed(0)
-    library = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, 4, 2, 1, bias=False)
-    library.weight.data.copy_(layer.weight.data)
-    x = torch.randn(16, layer.in_channels, side, side).contiguous(memory_format=torch.channels_last)
-    outs, grads = [], []
-    for m in (layer, library):
-        m.to(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            y = m(x)
-        assert y.dtype == torch.bfloat16
-        assert (function in y.grad_fn.name()) == (m is layer)  # the GEMM path was taken
-        (y.float() ** 2).sum().backward()
-        outs.append(y.float())
-        grads.append(m.weight.grad)
-    assert grads[0].dtype == torch.float32
-    torch.testing.assert_close(outs[0], outs[1], rtol=2e-2, atol=2e-2 * outs[1].abs().max().item())
-    torch.testing.assert_close(
-        grads[0], grads[1], rtol=2e-2, atol=2e-2 * grads[1].abs().max().item()
-    )
-
-
 def test_disc_head_is_fp32_under_bf16_autocast():
     cfg = ModelConfig(arch="dcgan", gen_features=4, disc_features=4, dim_z=16, image_size=32)
     disc = Discriminator(cfg)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert disc.net[0](torch.randn(2, 3, 32, 32)).dtype == torch.bfloat16
         assert disc(torch.randn(2, 3, 32, 32)).dtype == torch.float32
+
+
+def test_nets_are_plain_torch_layers():
+    """What print(gen) shows is what runs: library layers only, no hardware arguments."""
+    cfg = ModelConfig(arch="seed", gen_features=4, disc_features=4, dim_z=16, image_size=64)
+    library = (nn.Sequential, nn.ConvTranspose2d, nn.Conv2d, nn.BatchNorm2d, nn.ReLU)
+    library += (nn.LeakyReLU, nn.Tanh)
+    for net in (Generator(cfg), Discriminator(cfg)):
+        assert {type(m) for m in net.net.modules()} <= set(library)
+    assert "ConvTranspose2d(64, 32, kernel_size=(4, 4), stride=(2, 2)" in repr(Generator(cfg))
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "seed"])
+def test_checkpoints_of_earlier_versions_load(arch):
+    """A checkpoint written before the nets became plain torch.nn loads with the same
+    state_dict keys (strict) and computes what it computed then."""
+    run = OLD_RUNS / arch
+    cfg = ModelConfig(**OmegaConf.to_container(OmegaConf.load(run / ".hydra/config.yaml").model))
+    state = torch.load(run / "checkpoints/last.pt", weights_only=True)
+    expected = torch.load(run / "expected_eval_outputs.pt", weights_only=True)
+    gen, disc = Generator(cfg), Discriminator(cfg)
+    assert list(gen.state_dict()) == list(state["gen"])
+    assert list(disc.state_dict()) == list(state["disc"])
+    gen.load_state_dict(state["gen"])
+    disc.load_state_dict(state["disc"])
+    gen.eval(), disc.eval()
+    with torch.no_grad():
+        images = gen(state["fixed_noise"])
+        torch.testing.assert_close(images, expected["images"])
+        torch.testing.assert_close(disc(images), expected["logits"])

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan import kernels
+from gan import config
+from gan.hardware import keep_freed_memory
 from gan.runfolder import METRICS, read_metrics
-from gan.train import keep_freed_memory, train
+from gan.train import LOSSES, train
 
 # loss_d and loss_g of the first 5 steps of `tiny_cfg("train.steps=5")` (seed 0, fp32, CPU);
 # a change here means the math of a training step (or the built-in data) changed
@@ -40,6 +41,10 @@ def test_golden_losses(tiny_cfg, tmp_path):
     torch.testing.assert_close(
         torch.tensor(m["loss_g"]), torch.tensor(GOLDEN_LOSS_G), rtol=1e-4, atol=1e-5
     )
+
+
+def test_every_loss_the_config_allows_is_implemented():
+    assert set(LOSSES) == set(config.LOSSES)
 
 
 def test_two_runs_are_bit_identical(tiny_cfg, tmp_path):
@@ -155,7 +160,7 @@ def test_bf16_agrees_with_fp32(tiny_cfg, tmp_path):
     here: after 150 steps the last-20-step D means differed by 0.002-0.005 and the scores were
     equal; the tolerances leave 6-10x headroom for other CPUs' kernels."""
     runs = {}
-    # bf16 as hardware=auto picks it on a CPU: channels-last, with gan/kernels.c where it builds
+    # bf16 as hardware=auto picks it on a CPU: channels-last, with the fast layers
     for precision, layout in (("fp32", "false"), ("bf16", "true")):
         cfg = tiny_cfg(
             "train.steps=150",
@@ -168,7 +173,7 @@ def test_bf16_agrees_with_fp32(tiny_cfg, tmp_path):
         runs[precision] = score, metrics, summary(tmp_path / precision)
     (score32, m32, s32), (score16, m16, s16) = runs["fp32"], runs["bf16"]
     assert s16["precision"] == "bf16" and s32["precision"] == "fp32"
-    assert s16["cpu_kernels"] is (kernels.kernel() is not None) and s32["cpu_kernels"] is False
+    assert s16["fast_layers"] == s32["fast_layers"] == ["project", "gemm_grad"]
     assert score16 == score32
     torch.testing.assert_close(
         torch.tensor(m16["loss_d"][:3]), torch.tensor(m32["loss_d"][:3]), rtol=5e-3, atol=0
@@ -183,9 +188,8 @@ def test_bf16_agrees_with_fp32(tiny_cfg, tmp_path):
 )
 def test_compiled_nets_train_like_eager_ones(tiny_cfg, tmp_path, precision, layout, rtol):
     """hardware.compile (on for hardware=cuda) runs the same step through torch.compile; the
-    generated kernels may reorder float sums, so the losses agree closely, not bit for bit. In
-    bf16 channels-last the compiled graph also holds G's custom layers (gan.models.UpConv,
-    ToRGB), and takes the library's ops where eager runs gan/kernels.c's (not traceable)."""
+    generated kernels may reorder float sums, so the losses agree closely, not bit for bit. The
+    compiled graph holds gan/fast.py's swapped layers too."""
     args = ("train.steps=5", f"hardware.precision={precision}", f"hardware.channels_last={layout}")
     train(tiny_cfg(*args), tmp_path / "eager")
     train(tiny_cfg(*args, "hardware.compile=true"), tmp_path / "compiled")
@@ -200,7 +204,7 @@ def test_compiled_nets_train_like_eager_ones(tiny_cfg, tmp_path, precision, layo
 # a 64 MiB block freed and allocated again: page faults of the second malloc + fill
 REFAULTS = """
 import ctypes, resource, sys
-from gan.train import keep_freed_memory
+from gan.hardware import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
 libc, size = ctypes.CDLL(None), 2**26
 libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
