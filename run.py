@@ -1,79 +1,10 @@
-"""pumpgan's entrypoint: compose the config with Hydra, train one GAN, return its score.
+"""pumpgan's entrypoint: `python run.py ARGS` is the `pumpgan ARGS` of an installed pumpgan.
 
-uv run python run.py                                   # the defaults
-uv run python run.py optim.gen_lr=2e-3 model=medium    # any key of any group
-uv run python run.py resume=outputs/DATE/TIME train.steps=4000
-uv run python run.py -m hydra/sweeper=optuna           # a study (sweeps/)
+The command itself (Hydra composes the config, one GAN is trained, its score returned to the
+sweeper) is gan/cli.py. `python run.py --help` lists the config groups and their options.
 """
 
-from __future__ import annotations
-
-import logging
-import sys
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
-
-from gan import interrupts
-from gan.config import UserError
-from gan.sweep import trial_of_job
-from gan.train import train
-
-log = logging.getLogger("run")
-
-
-@hydra.main(config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float:
-    hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
-    try:
-        if cfg.resume:
-            cfg = resumed_config(cfg, list(hc.overrides.task))
-        trial = trial_of_job(hc)
-        return train(
-            cfg,
-            Path(hc.runtime.output_dir),
-            progress_bar=False if multirun else None,
-            extra_summary={"optuna": trial} if trial else None,
-        )
-    except UserError as e:
-        if multirun:
-            raise  # the sweeper records the trial as failed and goes on
-        log.error("%s", e)
-        sys.exit(2)
-
-
-def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """The saved config of the run being resumed, with this command's value overrides on top
-    (e.g. a larger train.steps). Changing a config group would not fit the checkpoint."""
-    source = Path(cfg.resume)
-    saved_path = source / ".hydra" / "config.yaml"
-    if not saved_path.is_file():
-        raise UserError(
-            f"resume={str(source)!r} is not a run folder: {saved_path} is missing. "
-            f"Pass the folder a run printed at its start (outputs/DATE/TIME)."
-        )
-    groups = ("model", "optim", "augment", "hardware", "data")
-    changed = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in groups]
-    if changed:
-        raise UserError(
-            f"resume cannot change a config group ({', '.join(changed)}): the "
-            f"checkpoint holds that run's nets. Override single values instead, "
-            f"e.g. train.steps=4000."
-        )
-    values = [o for o in overrides if not o.startswith("resume=")]
-    merged = OmegaConf.merge(cfg, OmegaConf.load(saved_path), OmegaConf.from_dotlist(values))
-    merged.resume = str(source)
-    # record what actually runs next to Hydra's copy of this command's config
-    OmegaConf.save(
-        merged, Path(HydraConfig.get().runtime.output_dir) / ".hydra" / "resumed_config.yaml"
-    )
-    return merged
-
+from gan.cli import main
 
 if __name__ == "__main__":
-    interrupts.install()  # before the sweeper opens its study: see gan/interrupts.py
     main()

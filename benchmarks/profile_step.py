@@ -8,8 +8,8 @@ For one width of `model=seed` (batch 128, 64 px, as in throughput.py) it measure
   DataLoader included), and its step profiled the same way as pumpgan's (below);
 - pumpgan's step (throughput.py's `pumpgan_step`: augment + train_step, in the precision a run
   picks on this machine): torch.profiler self CPU time over `--steps` steps, grouped by
-  category, with the FLOPs of the convolutions and matrix products (FlopCounterMode) and their GFLOP/s against
-  the GEMM peak, and the slowest ops;
+  category, with the FLOPs of the convolutions and matrix products (FlopCounterMode) and their
+  GFLOP/s against the GEMM peak, and the slowest ops;
 
 - every convolution pass of pumpgan's G and D (forward, input gradient, weight gradient) timed
   alone at its shape in the step, in the step's precision and layout, against a plain GEMM of

@@ -2,8 +2,15 @@
 report (sample grids, D means over steps, score against each swept parameter, Optuna parameter
 importances, and a warning when the best runs sit on the edge of the search space).
 
-uv run python -m gan.compare                                  # every run below outputs/
-uv run python -m gan.compare outputs/sweeps/DAY --csv runs.csv --html report.html
+Each PATH is a run folder, a sweep folder or any folder above them (default: outputs/),
+searched recursively. The table has one row per run, best first (the highest score; among
+equal scores the most varied final samples), with the config keys that differ between the runs,
+then status, score, collapsed_at, reason, diversity, steps, wall time and images/s. Killed and
+half-written runs are listed with their status. Exit status 1 when no PATH holds a run.
+
+examples:
+  uv run python -m gan.compare                            # every run below outputs/
+  uv run python -m gan.compare outputs/sweeps/quick --csv runs.csv --html report.html
 """
 
 from __future__ import annotations
@@ -20,19 +27,18 @@ import sys
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeGuard
 
 import yaml
 
+from gan.score import STALE_AFTER_S, rank_key
+
 # keys that differ between runs without changing what is trained
 IGNORED = ("resume", "data.cache_dir")
 STATUSES = ("completed", "collapsed", "failed", "interrupted", "running", "unknown", "unreadable")
-# a `running` summary not rewritten for this long may belong to a killed run
-STALE_AFTER = timedelta(minutes=10)
 MAX_POINTS = 2000  # per curve in the D-means chart
-DEFAULT_EPS = 0.03
 CSV_TAIL = (
     "status", "score", "collapsed_at", "reason", "steps_done", "steps", "wall_s", "images_per_s",
     "quality.diversity", "quality.colour_gap", "optuna.study", "optuna.trial", "run_dir", "note",
@@ -65,6 +71,18 @@ class Run:
         return float(s) if is_number(s) else None
 
     @property
+    def diversity(self) -> float | None:
+        """The final grid's sample diversity (summary.json quality.diversity)."""
+        value = (self.summary.get("quality") or {}).get("diversity")
+        return float(value) if is_number(value) else None
+
+    @property
+    def eps(self) -> float | None:
+        """The run's own score.eps: its D means were healthy in [eps, 1 - eps]."""
+        value = self.config.get("score.eps")
+        return float(value) if is_number(value) else None
+
+    @property
     def trial(self) -> str:
         return f"{self.study.get('study')}:{self.study.get('trial')}" if self.study else ""
 
@@ -78,7 +96,7 @@ class Run:
             updated = datetime.fromtimestamp((self.path / "summary.json").stat().st_mtime, UTC)
         if updated.tzinfo is None:
             updated = updated.replace(tzinfo=UTC)
-        return "stale?" if datetime.now(UTC) - updated > STALE_AFTER else ""
+        return "stale?" if (datetime.now(UTC) - updated).total_seconds() > STALE_AFTER_S else ""
 
 
 # ---- finding and reading runs
@@ -186,14 +204,7 @@ def partial_keys(runs: list[Run]) -> list[str]:
 def sort_runs(runs: list[Run], by: str = "score") -> list[Run]:
     if by == "name":
         return sorted(runs, key=lambda r: r.name)
-
-    # ties in score (often several runs at 1.0) are broken by sample diversity: a run whose
-    # samples all look alike has collapsed in a way the D means cannot show
-    def diversity(r: Run) -> float:
-        value = (r.summary.get("quality") or {}).get("diversity")
-        return float(value) if is_number(value) else -1.0
-
-    return sorted(runs, key=lambda r: (r.score is None, -(r.score or 0.0), -diversity(r), r.name))
+    return sorted(runs, key=lambda r: (*rank_key(r.score, r.diversity), r.name))
 
 
 # ---- the table
@@ -235,8 +246,7 @@ def table_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[s
         steps = f"{num(s.get('steps_done'), '.0f')}/{num(s.get('steps'), '.0f')}"
         cells = [r.name, *(fmt(r.config[k]) if k in r.config else "-" for k in keys)]
         cells += [r.status, num(r.score, ".4f"), num(s.get("collapsed_at"), ".0f")]
-        diversity = (s.get("quality") or {}).get("diversity")
-        cells += [str(s.get("reason") or "-"), num(diversity, ".2f")]
+        cells += [str(s.get("reason") or "-"), num(r.diversity, ".2f")]
         cells += [steps if steps != "-/-" else "-"]
         cells += [num(s.get("wall_s"), ".1f"), num(s.get("images_per_s"), ".0f")]
         cells += [{"trial": r.trial, "note": r.note}[c] for c in extra]
@@ -452,7 +462,9 @@ def read_d_means(path: Path) -> tuple[Any, Any, Any] | None:
     return data[:, 0], data[:, 1], data[:, 2]
 
 
-def plot_d_means(runs: list[Run], eps: float) -> bytes | None:
+def plot_d_means(runs: list[Run]) -> bytes | None:
+    """Both D means of every run over steps, on the unhealthy bands [0, eps) and (1 - eps, 1] of
+    each score.eps the plotted runs were scored with (overlapping bands shade darker)."""
     curves = [(r, c) for r in runs if (c := read_d_means(r.path / "metrics.csv")) is not None]
     if not curves:
         return None
@@ -461,13 +473,16 @@ def plot_d_means(runs: list[Run], eps: float) -> bytes | None:
 
     fig, ax = plt.subplots(figsize=(12, 5))
     colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
-    ax.axhspan(0, eps, color="grey", alpha=0.25, lw=0)
-    ax.axhspan(1 - eps, 1, color="grey", alpha=0.25, lw=0)
     handles = [
         Line2D([], [], color="black", label="D(x)"),
         Line2D([], [], color="black", ls="--", label="D(G(z))"),
-        Line2D([], [], color="grey", alpha=0.4, lw=8, label=f"unhealthy (eps={eps:g})"),
     ]
+    if eps_values := sorted({r.eps for r, _ in curves if r.eps is not None}):
+        for eps in eps_values:
+            ax.axhspan(0, eps, color="grey", alpha=0.25, lw=0)
+            ax.axhspan(1 - eps, 1, color="grey", alpha=0.25, lw=0)
+        label = f"unhealthy (eps={', '.join(f'{eps:g}' for eps in eps_values)})"
+        handles.append(Line2D([], [], color="grey", alpha=0.4, lw=8, label=label))
     for i, (run, (steps, real, fake)) in enumerate(curves):
         colour = colours(i % colours.N)
         ax.plot(steps, real, color=colour, lw=0.8)
@@ -572,13 +587,6 @@ def write_html(
 ) -> None:
     """One self-contained page; every value from a run folder goes through html.escape."""
     e = html.escape
-    eps_values = [r.config["score.eps"] for r in runs if is_number(r.config.get("score.eps"))]
-    eps = eps_values[0] if eps_values else DEFAULT_EPS
-    if len(set(eps_values)) > 1:
-        notes = [
-            *notes,
-            f"score.eps differs between runs; the chart shades eps={eps:g} (the first run's)",
-        ]
     out = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>pumpgan: {len(runs)} runs</title>"
     ]
@@ -615,7 +623,7 @@ def write_html(
     out.append("</div>")
 
     for title, png in (
-        ("Discriminator means", plot_d_means(runs, eps)),
+        ("Discriminator means", plot_d_means(runs)),
         ("Score against each parameter that differs", plot_scores(runs, keys)),
     ):
         out.append(f"<h2>{e(title)}</h2>")
@@ -641,11 +649,19 @@ def write_html(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser("python -m gan.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("paths", nargs="*", type=Path, help="run or sweep folders (outputs/)")
+    parser = argparse.ArgumentParser(
+        "python -m gan.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="where to look for runs (outputs/)"
+    )
     parser.add_argument("--csv", type=Path, help="write the rows, all columns, to this CSV file")
     parser.add_argument("--html", type=Path, help="write a self-contained HTML report here")
-    parser.add_argument("--sort", choices=("score", "name"), default="score", help="row order")
+    parser.add_argument(
+        "--sort", choices=("score", "name"), default="score", help="best first, or by folder"
+    )
     args = parser.parse_args(argv)
     paths = args.paths or [Path("outputs")]
 

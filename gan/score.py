@@ -13,6 +13,9 @@ the final one) are checked too: a run whose D means never collapsed, but whose g
 varied than min_diversity (relative to the data, see gan.train.sample_quality) from some sample
 point to the end of training, collapses at that sample point (at 0 if they never varied). It is
 known only when training ends, so it never stops a run early.
+
+Ranking runs against each other (`rank_key`) and telling a dead run from a live one
+(`STALE_AFTER_S`) live here too: gan.compare and the sweeper (gan.sweep) both use them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+
+# a run not heard from for this long has lost its process: a `running` summary.json not
+# rewritten (gan.compare notes it `stale?`), a RUNNING trial whose sweep renewed no heartbeat
+# (the sweeper fails it and queues its parameters again)
+STALE_AFTER_S = 600.0
 
 
 def _side(name: str, value: float, eps: float) -> str | None:
@@ -108,3 +116,19 @@ def score_trace(
         if tracker.update(t, r, f, ls):
             break
     return tracker
+
+
+def rank_key(score: object, diversity: object) -> tuple[bool, float, float]:
+    """Sort key that puts the best run first: the higher score; among equal scores (often
+    several at 1.0) the higher sample diversity of the final grid (summary.json
+    quality.diversity), as a run whose samples all look alike has collapsed in a way the D means
+    cannot show. Runs without a score come last, a missing diversity ranks below any.
+    gan.compare's table and the sweeper's best trial both rank by it."""
+
+    def finite(v: object) -> float | None:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return None
+        return float(v)
+
+    s, d = finite(score), finite(diversity)
+    return s is None, -(s or 0.0), -(d if d is not None else -math.inf)

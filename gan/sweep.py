@@ -10,8 +10,8 @@ differently from that plugin:
   and every run folder's summary.json names its study and trial;
 - trials that a killed sweep left RUNNING are marked failed at the next start and their
   parameters are queued again: at once when the sweep ran on this host and its process is gone,
-  and after `STALE_AFTER_S` without a heartbeat when it ran anywhere else (several machines can
-  work on one study through a shared database);
+  and after `gan.score.STALE_AFTER_S` without a heartbeat when it ran anywhere else (several
+  machines can work on one study through a shared database);
 - with an out-of-process launcher (joblib, submitit), `n_jobs` trials run at once and each is
   told to Optuna as soon as it ends (no batches), with CPU threads split between them;
 - `trials.csv` is rewritten after every trial and the best-so-far is logged.
@@ -44,6 +44,7 @@ from optuna.trial import TrialState
 
 from gan import interrupts
 from gan.runfolder import RunFolder, atomic_write
+from gan.score import STALE_AFTER_S, rank_key
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,9 @@ TARGET = "gan.sweep.StudySweeper"
 OWNER = "pumpgan_owner"  # user attr: host:pid of the sweep process that ran the trial
 HEARTBEAT = "pumpgan_heartbeat"  # user attr: unix time, renewed while the trial runs
 # user attr: the final grid's sample diversity (summary.json quality.diversity), which breaks
-# ties between equal scores: a run that keeps both D means healthy can still make one image
+# ties between equal scores (gan.score.rank_key)
 DIVERSITY = "diversity"
 HEARTBEAT_S = 30.0  # how often a sweep renews the heartbeats of its running trials
-STALE_AFTER_S = 600.0  # a RUNNING trial with no heartbeat for this long has lost its sweep
 
 
 def study_name(sweeper_cfg: Any) -> str:
@@ -479,15 +479,14 @@ def trials_used(study: optuna.Study) -> int:
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The best complete trial, ties on the score broken by sample diversity (as gan.compare
-    ranks runs); Optuna's own best_trial would take the first of the tied trials."""
+    """The best complete trial as gan.compare ranks runs (gan.score.rank_key: ties on the score
+    broken by sample diversity, then the first trial); Optuna's own best_trial would take the
+    first of the tied trials."""
     sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-
-    def key(t: optuna.trial.FrozenTrial) -> tuple[float, float]:
-        diversity = t.user_attrs.get(DIVERSITY)
-        return sign * cast(float, t.value), diversity if diversity is not None else -math.inf
-
-    return max(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=key)
+    return min(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+        key=lambda t: rank_key(sign * cast(float, t.value), t.user_attrs.get(DIVERSITY)),
+    )
 
 
 def count(study: optuna.Study, *states: TrialState) -> int:

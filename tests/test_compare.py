@@ -295,3 +295,30 @@ def test_ties_in_score_are_broken_by_sample_diversity(tmp_path):
     ]
     order = [r.path.name for r in sort_runs(runs)]
     assert order == ["b_varied", "a_single_image", "c_none", "d_collapsed", "e_running"]
+
+
+def test_the_chart_shades_each_runs_own_eps_band(tmp_path, monkeypatch):
+    """The unhealthy bands come from each run's score.eps (its .hydra/config.yaml), not from a
+    default: two runs scored with eps 0.03 and 0.1 give two bands; a run without a config none."""
+    import gan.compare
+
+    make_run(tmp_path / "a", 1e-3, 0.5)
+    make_run(tmp_path / "b", 2e-3, 0.5, extra={"score.eps": 0.1})
+    make_run(tmp_path / "c", 3e-3, 0.5)
+    (tmp_path / "c" / ".hydra" / "config.yaml").unlink()
+    runs = sort_runs(find_runs([tmp_path]), "name")
+    assert [r.eps for r in runs] == [0.03, 0.1, None]
+    figures = []
+
+    def keep(fig) -> bytes:
+        figures.append(fig)
+        return b"png"
+
+    monkeypatch.setattr(gan.compare, "figure_png", keep)
+    assert gan.compare.plot_d_means(runs) == b"png"
+    (ax,) = figures[0].axes
+    spans = sorted((round(p.get_y(), 3), round(p.get_y() + p.get_height(), 3)) for p in ax.patches)
+    assert spans == [(0.0, 0.03), (0.0, 0.1), (0.9, 1.0), (0.97, 1.0)]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "unhealthy (eps=0.03, 0.1)" in labels
+    gan.compare.pyplot().close("all")

@@ -1,18 +1,41 @@
 """Every shipped config option composes and builds; bad keys, types and values fail clearly."""
 
+import re
 from pathlib import Path
 
 import pytest
+import torch
+from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig
 from omegaconf.errors import ValidationError
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from gan.config import UserError, validate
+from gan.data import augment, load_images
 from gan.models import Discriminator, Generator
+from gan.sweep import TARGET, search_space
 
 from .conftest import CONF, run_cli
 
 OPTIONS = sorted((p.parent.name, p.stem) for p in CONF.glob("*/*.yaml") if p.parent.name != "sweep")
 SWEEPS = sorted(p.stem for p in (CONF.parent / "sweeps").glob("*.yaml"))
+
+
+def build(cfg: DictConfig) -> None:
+    """What a run builds from its config, at test size: G and D and one forward pass through
+    both, both Adams with the optim values, an augmented batch of the data's own images."""
+    torch.manual_seed(0)
+    m = cfg.model
+    gen, disc = Generator(m), Discriminator(m)
+    fake = gen(torch.randn(2, m.dim_z, 1, 1))
+    assert fake.shape == (2, 3, m.image_size, m.image_size)  # (B, 3, S, S) in [-1, 1]
+    assert disc(fake).shape == (2,)  # one logit per image
+    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas)
+    torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas)
+    real = load_images(cfg.data, m.image_size)[:4].float() / 127.5 - 1
+    assert augment(real, cfg.augment).shape == real.shape
 
 
 def test_every_group_has_its_promised_options():
@@ -28,14 +51,17 @@ def test_every_group_has_its_promised_options():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
 def test_option_composes_and_builds(tiny_cfg, group, option, tmp_path):
-    extra = [f"data.root={tmp_path}"] if (group, option) == ("data", "folder") else []
+    extra = []
+    if (group, option) == ("data", "folder"):
+        from PIL import Image
+
+        for i in range(4):
+            Image.new("RGB", (40, 36), (60 * i, 100, 200)).save(tmp_path / f"{i}.png")
+        extra = [f"data.root={tmp_path}"]
     cfg = tiny_cfg(f"{group}={option}", *extra)
     validate(cfg)
-    if group == "model":
-        z_dim, size = cfg.model.dim_z, cfg.model.image_size
-        gen, disc = Generator(cfg.model), Discriminator(cfg.model)
-        assert disc(gen(__import__("torch").randn(2, z_dim, 1, 1))).shape == (2,)
-        assert size in (32, 64, 128)
+    if group != "hardware":  # device, precision and fast layers: tests/test_fast.py, test_train.py
+        build(cfg)
 
 
 def test_any_key_can_be_overridden(tiny_cfg):
@@ -107,16 +133,28 @@ def test_cli_unknown_key_exits_nonzero_naming_it(tmp_path: Path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("name", SWEEPS)
-def test_every_study_composes_with_a_valid_search_space(name):
-    from hydra import compose, initialize_config_dir
-
-    from gan.sweep import TARGET, search_space
-
+def compose_study(name: str, *overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF)):
-        cfg = compose(
-            "config", overrides=["hydra/sweeper=optuna", f"sweep={name}"], return_hydra_config=True
+        return compose(
+            "config",
+            overrides=["hydra/sweeper=optuna", f"sweep={name}", *overrides],
+            return_hydra_config=True,
         )
+
+
+def corner(space: dict[str, BaseDistribution], end: int) -> list[str]:
+    """The overrides of a trial at one end of a search space: each parameter's first (end=0) or
+    last (end=-1) choice, its lower or upper bound."""
+    overrides = []
+    for name, d in space.items():
+        value = d.choices[end] if isinstance(d, CategoricalDistribution) else (d.low, d.high)[end]
+        overrides.append(f"{name}={value}")
+    return overrides
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_every_study_composes_and_its_trials_build(name, cache_dir):
+    cfg = compose_study(name)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == TARGET
     assert sweeper.direction == "maximize"
@@ -127,9 +165,37 @@ def test_every_study_composes_with_a_valid_search_space(name):
         assert cfg.train.steps == 600 and cfg.model.gen_features == 8
     space, _ = search_space([f"{k}={v}" for k, v in sweeper.params.items()])
     assert space, "a study must search something"
+    # the trials at both ends of the search space, as the sweeper launches them, at test size
+    for end in (0, -1):
+        test_size = ["hardware=cpu", "data.num_images=64", f"data.cache_dir={cache_dir}"]
+        trial = compose_study(name, *test_size, *corner(space, end))
+        validate(trial)
+        build(trial)
 
 
-def test_studies_say_what_they_answer():
-    for name in SWEEPS:
-        head = (CONF.parent / "sweeps" / f"{name}.yaml").read_text().split("defaults:")[0]
-        assert "Question" in head or "study" in head, name
+def leading_comment(path: Path) -> str:
+    """The comment a YAML file opens with (after Hydra's `# @package` line), without the #s."""
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if not line.startswith("# @package"):
+            lines.append(line.lstrip("#").strip())
+    return " ".join(lines)
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_studies_say_what_they_answer(name):
+    """Each study opens with its question and its scientific, nuisance and fixed hyperparameters
+    (Google's tuning playbook), and every key it searches is named as scientific or nuisance."""
+    head = leading_comment(CONF.parent / "sweeps" / f"{name}.yaml")
+    # "Nuisance: ...", or with a remark: "Nuisance (tuned so that ...): ..."
+    parts = re.split(r"\b(Question|Scientific|Nuisance|Fixed)(?: \([^)]*\))?: ", head)
+    said = dict(zip(parts[1::2], (p.strip() for p in parts[2::2]), strict=True))
+    assert list(said) == ["Question", "Scientific", "Nuisance", "Fixed"], head
+    assert "?" in said["Question"], said["Question"]
+    assert all(said.values()), said
+    searched = compose_study(name).hydra.sweeper.params
+    for key in searched:
+        named = f"{said['Scientific']} {said['Nuisance']}"
+        assert re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", named), (key, named)

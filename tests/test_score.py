@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from gan.score import ScoreTracker, score_trace
+from gan.score import ScoreTracker, rank_key, score_trace
 
 EPS, PATIENCE = 0.05, 5
 
@@ -109,3 +109,34 @@ def test_a_d_collapse_keeps_its_step_and_reason():
     """A run the D means collapsed stopped early, with grids as plain as an untrained G's."""
     tracker = diversity_tracker((0, 0.14), (100, 0.1), collapsed_at=150)
     assert tracker.collapsed_at == 150 and tracker.reason is None
+
+
+# (score, diversity) of runs, best first
+RANKED = {
+    "b_varied": (1.0, 0.8),
+    "a_single_image": (1.0, 0.1),
+    "c_no_diversity": (1.0, None),
+    "d_collapsed": (0.2, 0.9),
+    "e_unscored": (None, None),
+}
+
+
+def test_rank_key_breaks_ties_in_score_by_diversity():
+    assert sorted(reversed(RANKED), key=lambda name: rank_key(*RANKED[name])) == list(RANKED)
+    assert rank_key(float("nan"), 0.5) > rank_key(0.0, None)  # a non-finite score is no score
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_the_sweeper_picks_its_best_trial_by_rank_key(direction):
+    import optuna
+
+    from gan.sweep import DIVERSITY, best_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction=direction)
+    sign = 1 if direction == "maximize" else -1
+    for score, diversity in (RANKED[n] for n in ("a_single_image", "d_collapsed", "b_varied")):
+        attrs = {} if diversity is None else {DIVERSITY: diversity}
+        trial = optuna.trial.create_trial(value=sign * score, user_attrs=attrs)
+        study.add_trial(trial)
+    assert best_trial(study).number == 2  # b_varied
