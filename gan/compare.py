@@ -4,8 +4,9 @@ importances, and a warning when the best runs sit on the edge of the search spac
 
 Each PATH is a run folder, a sweep folder or any folder above them (default: outputs/),
 searched recursively. The table has one row per run, best first (the highest score; among
-equal scores the most varied final samples), with the config keys that differ between the runs,
-then status, score, collapsed_at, reason, diversity, steps, wall time and images/s. Killed and
+equal scores the lowest SWD, the sliced Wasserstein distance of its samples to the data), with
+the config keys that differ between the runs, then status, score, SWD, collapsed_at, reason,
+diversity, steps, wall time and images/s. Killed and
 half-written runs are listed with their status. Exit status 1 when no PATH holds a run.
 
 examples:
@@ -41,7 +42,8 @@ STATUSES = ("completed", "collapsed", "failed", "interrupted", "running", "unkno
 MAX_POINTS = 2000  # per curve in the D-means chart
 CSV_TAIL = (
     "status", "score", "collapsed_at", "reason", "steps_done", "steps", "wall_s", "images_per_s",
-    "quality.diversity", "quality.colour_gap", "optuna.study", "optuna.trial", "run_dir", "note",
+    "quality.swd", "quality.diversity", "quality.colour_gap", "optuna.study", "optuna.trial",
+    "run_dir", "note",
 )  # fmt: skip
 
 
@@ -74,6 +76,12 @@ class Run:
     def diversity(self) -> float | None:
         """The final grid's sample diversity (summary.json quality.diversity)."""
         value = (self.summary.get("quality") or {}).get("diversity")
+        return float(value) if is_number(value) else None
+
+    @property
+    def swd(self) -> float | None:
+        """The SWD of the run's samples to the data, x1e3 (summary.json quality.swd)."""
+        value = (self.summary.get("quality") or {}).get("swd")
         return float(value) if is_number(value) else None
 
     @property
@@ -204,7 +212,7 @@ def partial_keys(runs: list[Run]) -> list[str]:
 def sort_runs(runs: list[Run], by: str = "score") -> list[Run]:
     if by == "name":
         return sorted(runs, key=lambda r: r.name)
-    return sorted(runs, key=lambda r: (*rank_key(r.score, r.diversity), r.name))
+    return sorted(runs, key=lambda r: (*rank_key(r.score, r.swd), r.name))
 
 
 # ---- the table
@@ -232,6 +240,7 @@ def table_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[s
     columns = [
         "status",
         "score",
+        "swd",
         "collapsed_at",
         "reason",
         "diversity",
@@ -245,7 +254,12 @@ def table_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[s
         s = r.summary
         steps = f"{num(s.get('steps_done'), '.0f')}/{num(s.get('steps'), '.0f')}"
         cells = [r.name, *(fmt(r.config[k]) if k in r.config else "-" for k in keys)]
-        cells += [r.status, num(r.score, ".4f"), num(s.get("collapsed_at"), ".0f")]
+        cells += [
+            r.status,
+            num(r.score, ".4f"),
+            num(r.swd, ".2f"),
+            num(s.get("collapsed_at"), ".0f"),
+        ]
         cells += [str(s.get("reason") or "-"), num(r.diversity, ".2f")]
         cells += [steps if steps != "-/-" else "-"]
         cells += [num(s.get("wall_s"), ".1f"), num(s.get("images_per_s"), ".0f")]
@@ -617,7 +631,8 @@ def write_html(
         command = "python run.py " + " ".join(r.overrides)
         out.append(
             f'<figure class="card">{picture or f"<div class=empty>{e(what)}</div>"}<figcaption>'
-            f"<b>{e(r.name)}</b><br>{e(r.status)}, score {e(num(r.score, '.4f'))}, {e(what)}"
+            f"<b>{e(r.name)}</b><br>{e(r.status)}, score {e(num(r.score, '.4f'))}, "
+            f"SWD {e(num(r.swd, '.2f'))}, {e(what)}"
             f"<br><code>{e(command)}</code></figcaption></figure>"
         )
     out.append("</div>")

@@ -136,6 +136,15 @@ class ScoreConfig:
 
 
 @dataclass
+class EvalConfig:
+    # generated images, and as many real ones (at most the data set), that the sliced Wasserstein
+    # distance compares (gan/quality.py)
+    num_images: int = 2048
+    # SWD every this many steps during training, into eval.csv (0: only at the end of the run)
+    every: int = 0
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -144,6 +153,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     # seed of the training run: weights, noise, batch order, augmentation
     seed: int = 0
     # path of a run folder to continue from its checkpoints/last.pt
@@ -231,6 +241,8 @@ def validate(cfg: DictConfig | Config) -> None:
         lambda v: math.isfinite(v) and v >= 0,
         "use 0 (off) or a sample diversity > 0, e.g. 0.2",
     )
+    check("eval", "num_images", lambda v: v >= 2, "use an integer >= 2")
+    check("eval", "every", lambda v: v >= 0, "use 0 (only at the end) or an integer >= 1")
     if problems:
         raise UserError(
             "Invalid config: " + "; ".join(problems) + ". Fix it with KEY=VALUE on the command "

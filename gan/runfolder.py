@@ -1,6 +1,7 @@
 """Everything a run writes into its folder (DESIGN.md section 4), in one place.
 
 metrics.csv            one row per step (METRICS columns), appended in chunks
+eval.csv               one row per in-run evaluation (eval.every): step, swd, swd_<side> per level
 samples/step_NNNNNN.png, final.png   fixed-noise grids
 checkpoints/last.pt    full training state, atomically replaced
 summary.json           status, score and timing, rewritten atomically whenever they change
@@ -13,7 +14,7 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class RunFolder:
         self.path = path
         self.summary_path = path / "summary.json"
         self.metrics_path = path / "metrics.csv"
+        self.eval_path = path / "eval.csv"
         self.samples_dir = path / "samples"
         self.checkpoint_path = path / "checkpoints" / "last.pt"
         self.summary: dict[str, Any] = {}
@@ -86,6 +88,23 @@ class RunFolder:
         with open(self.metrics_path, "a", newline="") as f:
             csv.writer(f).writerows(rows)
         self._log_scalars(rows)
+
+    def append_eval(self, step: int, quality: Mapping[str, Any]) -> None:
+        """One evaluation's SWD (gan.quality.swd's dict) as a row of eval.csv and as TensorBoard
+        scalars (quality/swd, quality/swd_<side>)."""
+        levels = quality["swd_levels"]
+        new = not self.eval_path.exists()
+        with open(self.eval_path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["step", "swd", *(f"swd_{side}" for side in levels)])
+            writer.writerow([step, quality["swd"], *levels.values()])
+        self.log_quality(step, quality)
+
+    def log_quality(self, step: int, quality: Mapping[str, Any]) -> None:
+        self.tensorboard.add_scalar("quality/swd", quality["swd"], step)
+        for side, value in quality["swd_levels"].items():
+            self.tensorboard.add_scalar(f"quality/swd_{side}", value, step)
 
     def _log_scalars(self, rows: list[list[Any]]) -> None:
         """The same rows as TensorBoard scalars (train/loss_d, train/d_real, ...)."""

@@ -10,7 +10,7 @@ One extension, off by default (`score.min_diversity` = 0): the D means cannot se
 one image, or nothing, while D stays unsure (both are common at 1.0 in a wide learning-rate
 study). With min_diversity > 0 the fixed-noise sample grids (step 0, every sample_every steps,
 the final one) are checked too: a run whose D means never collapsed, but whose grids stay less
-varied than min_diversity (relative to the data, see gan.train.sample_quality) from some sample
+varied than min_diversity (relative to the data, see gan.quality.sample_quality) from some sample
 point to the end of training, collapses at that sample point (at 0 if they never varied). It is
 known only when training ends, so it never stops a run early.
 
@@ -118,17 +118,16 @@ def score_trace(
     return tracker
 
 
-def rank_key(score: object, diversity: object) -> tuple[bool, float, float]:
+def rank_key(score: object, swd: object) -> tuple[bool, float, float]:
     """Sort key that puts the best run first: the higher score; among equal scores (often
-    several at 1.0) the higher sample diversity of the final grid (summary.json
-    quality.diversity), as a run whose samples all look alike has collapsed in a way the D means
-    cannot show. Runs without a score come last, a missing diversity ranks below any.
-    gan.compare's table and the sweeper's best trial both rank by it."""
+    several at 1.0) the lower sliced Wasserstein distance of its samples to the data
+    (summary.json quality.swd, gan/quality.py). Runs without a score come last, a missing SWD
+    ranks below any. gan.compare's table and the sweeper's best trial both rank by it."""
 
     def finite(v: object) -> float | None:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             return None
         return float(v)
 
-    s, d = finite(score), finite(diversity)
-    return s is None, -(s or 0.0), -(d if d is not None else -math.inf)
+    s, d = finite(score), finite(swd)
+    return s is None, -(s or 0.0), d if d is not None else math.inf

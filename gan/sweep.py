@@ -51,9 +51,9 @@ log = logging.getLogger(__name__)
 TARGET = "gan.sweep.StudySweeper"
 OWNER = "pumpgan_owner"  # user attr: host:pid of the sweep process that ran the trial
 HEARTBEAT = "pumpgan_heartbeat"  # user attr: unix time, renewed while the trial runs
-# user attr: the final grid's sample diversity (summary.json quality.diversity), which breaks
-# ties between equal scores (gan.score.rank_key)
-DIVERSITY = "diversity"
+# user attrs: the run's sliced Wasserstein distance to the data (summary.json quality.swd),
+# which breaks ties between equal scores (gan.score.rank_key), and its final grid's diversity
+SWD, DIVERSITY = "swd", "diversity"
 HEARTBEAT_S = 30.0  # how often a sweep renews the heartbeats of its running trials
 
 
@@ -263,8 +263,9 @@ class StudySweeper(Sweeper):
                     return
                 if error is None and score is not None and math.isfinite(score):
                     quality = read_summary(self.sweep_dir / str(trial.number)).get("quality")
-                    if isinstance(quality, dict) and "diversity" in quality:
-                        trial.set_user_attr(DIVERSITY, quality["diversity"])
+                    for attr in (SWD, DIVERSITY):
+                        if isinstance(quality, dict) and attr in quality:
+                            trial.set_user_attr(attr, quality[attr])
                     tell(study, trial.number, score)
                     self._report_trial(study, trial.number, score)
                 else:
@@ -480,12 +481,12 @@ def trials_used(study: optuna.Study) -> int:
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The best complete trial as gan.compare ranks runs (gan.score.rank_key: ties on the score
-    broken by sample diversity, then the first trial); Optuna's own best_trial would take the
+    broken by the lower SWD, then the first trial); Optuna's own best_trial would take the
     first of the tied trials."""
     sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
     return min(
         study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-        key=lambda t: rank_key(sign * cast(float, t.value), t.user_attrs.get(DIVERSITY)),
+        key=lambda t: rank_key(sign * cast(float, t.value), t.user_attrs.get(SWD)),
     )
 
 
@@ -515,6 +516,7 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
                 summary.get("status"),
                 summary.get("collapsed_at"),
                 summary.get("reason"),
+                t.user_attrs.get(SWD),
                 t.user_attrs.get(DIVERSITY),
                 wall,
                 run_dir,
@@ -533,6 +535,7 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
                     "status",
                     "collapsed_at",
                     "reason",
+                    "swd",
                     "diversity",
                     "wall_s",
                     "run_dir",

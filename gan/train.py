@@ -32,6 +32,7 @@ from gan.config import validate
 from gan.data import BatchSampler, load_images, real_batch
 from gan.hardware import Hardware
 from gan.models import Discriminator, Generator, init_weights, num_params
+from gan.quality import SWD, sample_quality, swd
 from gan.runfolder import RunFolder, load_checkpoint, now_iso, plot_curves, read_metrics
 from gan.score import ScoreTracker
 
@@ -85,6 +86,7 @@ def train(
     )
 
     reference = images[: t.num_samples].cpu()  # the real images grid diversity is relative to
+    evaluation = Evaluation(images, cfg)
     show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
     steps = StepLog(folder, tracker, cfg, hw.device, start_step, wall_before, show_bar)
     stop_on_collapse, loss = cfg.score.stop_on_collapse, cfg.optim.loss
@@ -122,6 +124,8 @@ def train(
                     )
                 if t.sample_every and step % t.sample_every == 0:
                     save_samples()
+                if cfg.eval.every and step % cfg.eval.every == 0:
+                    folder.append_eval(step, evaluation(gen))
                 if checkpoint_due:
                     checkpoint()
             steps.flush(step)
@@ -143,9 +147,8 @@ def train(
     finally:
         steps.close()
         wall_s, images_per_s = wall_before + steps.elapsed(), steps.images_per_s(step)
-        finish(
-            folder, cfg, status, step, tracker, wall_s, images_per_s, gen, fixed_noise, reference
-        )
+        grids = (fixed_noise, reference)
+        finish(folder, cfg, status, step, tracker, wall_s, images_per_s, gen, grids, evaluation)
     return tracker.score(t.steps)
 
 
@@ -416,16 +419,23 @@ def finish(
     wall_s: float,
     images_per_s: float,
     gen: torch.nn.Module,
-    fixed_noise: torch.Tensor,
-    reference: torch.Tensor,
+    grids: tuple[torch.Tensor, torch.Tensor],
+    evaluation: Evaluation,
 ) -> None:
-    """Final grid, curves and summary; each part is tried on its own so a failure in one (or
-    a second Ctrl-C) loses nothing else that was written."""
-    quality = None
+    """Final grid, SWD (of a run that completed or collapsed), curves and summary; each part is
+    tried on its own so a failure in one (or a second Ctrl-C) loses nothing else written.
+    grids: the fixed noise and the real images the grids' diversity is relative to."""
+    quality: dict[str, Any] | None = None
     try:
-        quality = save_grid_of(folder, gen, fixed_noise, reference, step, "final.png")
+        quality = dict(save_grid_of(folder, gen, *grids, step, "final.png"))
     except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
         log.warning("Could not write the final sample grid: %s", e)
+    if quality is not None and status in ("completed", "collapsed"):
+        try:
+            quality.update(evaluation(gen))
+            folder.log_quality(step, quality)
+        except Exception as e:  # noqa: BLE001
+            log.warning("Could not compute the final SWD: %s", e)
     if quality is not None and status in ("completed", "collapsed"):
         # training is over: the last sample point, then the diversity rule (gan/score.py)
         tracker.sample(step, quality["diversity"])
@@ -457,27 +467,33 @@ def finish(
     )
     folder.close(score, step)
     log.info(
-        "%s after %d/%d steps: score %.4f%s (%.1f s, %.0f img/s)",
+        "%s after %d/%d steps: score %.4f%s%s (%.1f s, %.0f img/s)",
         *(status, step, cfg.train.steps, score),
         f", {tracker.reason} at {collapsed_at}" if collapsed_at is not None else "",
+        f", SWD {quality['swd']:.2f}" if quality and "swd" in quality else "",
         *(wall_s, images_per_s),
     )
 
 
-def sample_quality(fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
-    """Cheap truth-tellers the D means cannot give. diversity: mean pairwise distance between
-    the fixed-noise samples over that between as many real images (near 0: mode collapse;
-    about 1: as varied as the data). colour_gap: distance between the mean colours, in [0, 1]
-    units of the RGB range."""
+class Evaluation:
+    """The sliced Wasserstein distance (gan/quality.py) between `eval.num_images` of G's images
+    and as many of the data's: the same real images and the same noise at every evaluation of a
+    run, drawn from a generator of their own (the training random stream is left alone)."""
 
-    def mean_pairwise(x: torch.Tensor) -> float:
-        flat = F.avg_pool2d(x, x.shape[-1] // 16).flatten(1) if x.shape[-1] > 16 else x.flatten(1)
-        return torch.pdist(flat).mean().item()
+    def __init__(self, images: torch.Tensor, cfg: DictConfig) -> None:
+        n = min(cfg.eval.num_images, len(images))
+        rng = torch.Generator().manual_seed(cfg.seed + 2)
+        self.real = images.cpu()[torch.randperm(len(images), generator=rng)[:n]]
+        self.noise = torch.randn(n, cfg.model.dim_z, 1, 1, generator=rng)
+        self.batch_size, self.seed = cfg.train.batch_size, cfg.seed
 
-    real = real.float().div(127.5).sub(1)
-    diversity = mean_pairwise(fake) / max(mean_pairwise(real), 1e-9)
-    colour_gap = (fake.mean((0, 2, 3)) - real.mean((0, 2, 3))).norm().item() / 2
-    return {"diversity": round(diversity, 4), "colour_gap": round(colour_gap, 4)}
+    def __call__(self, gen: torch.nn.Module) -> SWD:
+        device = next(gen.parameters()).device
+        # in batches of the training size: G's BatchNorm normalises by batch statistics
+        # (batches of nearly equal sizes: one of a single image would fail in BatchNorm)
+        chunks = self.noise.tensor_split(-(-len(self.noise) // self.batch_size))
+        batches = [sample(gen, z.to(device)) for z in chunks]
+        return swd(torch.cat(batches), self.real, seed=self.seed)
 
 
 def seed_everything(seed: int) -> None:
@@ -500,12 +516,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def carry_over(source: Path, folder: RunFolder, step: int) -> list[list[Any]]:
-    """A resumed run's history: metrics rows and sample grids up to the checkpoint's step."""
+    """A resumed run's history up to the checkpoint's step: its metrics rows (returned), its
+    evaluations (eval.csv) and sample grids (copied)."""
     rows = []
     if (source / "metrics.csv").is_file():
         with open(source / "metrics.csv", newline="") as f:
             rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= step]
     folder.samples_dir.mkdir(parents=True, exist_ok=True)
+    if (source / "eval.csv").is_file():
+        with open(source / "eval.csv", newline="") as f:
+            header, *evals = list(csv.reader(f))
+        with open(folder.eval_path, "w", newline="") as f:
+            csv.writer(f).writerows([header, *(r for r in evals if r and int(r[0]) <= step)])
     for png in sorted((source / "samples").glob("step_*.png")):
         if int(png.stem.removeprefix("step_")) <= step:
             shutil.copy2(png, folder.samples_dir / png.name)

@@ -72,7 +72,7 @@ def make_run(
         "steps_done": steps_done,
         "wall_s": 12.345,
         "images_per_s": 321.7,
-        "quality": {"diversity": 0.9, "colour_gap": 0.05} if final else None,
+        "quality": {"swd": 7.5, "diversity": 0.9, "colour_gap": 0.05} if final else None,
         "run_dir": str(path),
         "updated_at": (updated_at or datetime.now(UTC)).isoformat(timespec="seconds"),
     }
@@ -187,8 +187,9 @@ def test_csv_has_every_column(report, tree):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == [
         "run", "optim.gen_lr", "model.spectral_norm", "status", "score", "collapsed_at",
-        "reason", "steps_done", "steps", "wall_s", "images_per_s", "quality.diversity",
-        "quality.colour_gap", "optuna.study", "optuna.trial", "run_dir", "note",
+        "reason", "steps_done", "steps", "wall_s", "images_per_s", "quality.swd",
+        "quality.diversity", "quality.colour_gap", "optuna.study", "optuna.trial", "run_dir",
+        "note",
     ]  # fmt: skip
     trial = next(r for r in rows if r["run"].endswith("trial_0003"))
     assert (trial["optuna.study"], trial["optuna.trial"], trial["score"]) == ("quick", "3", "0.95")
@@ -279,22 +280,22 @@ def test_a_reader_that_stops_early_loses_no_file(tree, tmp_path):
     assert html.stat().st_size > 0
 
 
-def test_ties_in_score_are_broken_by_sample_diversity(tmp_path):
+def test_ties_in_score_are_broken_by_the_lower_swd(tmp_path):
     from gan.compare import Run
 
-    def run(name: str, score: float | None, diversity: float | None) -> Run:
-        quality = None if diversity is None else {"diversity": diversity}
+    def run(name: str, score: float | None, swd: float | None) -> Run:
+        quality = None if swd is None else {"swd": swd, "diversity": 0.5}
         return Run(tmp_path / name, {"score": score, "quality": quality}, {})
 
     runs = [
-        run("a_single_image", 1.0, 0.1),
-        run("b_varied", 1.0, 0.8),
+        run("a_blurred", 1.0, 40.0),
+        run("b_close", 1.0, 6.5),
         run("c_none", 1.0, None),
-        run("d_collapsed", 0.2, 0.9),
+        run("d_collapsed", 0.2, 5.0),
         run("e_running", None, None),
     ]
     order = [r.path.name for r in sort_runs(runs)]
-    assert order == ["b_varied", "a_single_image", "c_none", "d_collapsed", "e_running"]
+    assert order == ["b_close", "a_blurred", "c_none", "d_collapsed", "e_running"]
 
 
 def test_the_chart_shades_each_runs_own_eps_band(tmp_path, monkeypatch):

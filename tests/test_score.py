@@ -111,32 +111,33 @@ def test_a_d_collapse_keeps_its_step_and_reason():
     assert tracker.collapsed_at == 150 and tracker.reason is None
 
 
-# (score, diversity) of runs, best first
+# (score, SWD) of runs, best first
 RANKED = {
-    "b_varied": (1.0, 0.8),
-    "a_single_image": (1.0, 0.1),
-    "c_no_diversity": (1.0, None),
-    "d_collapsed": (0.2, 0.9),
+    "b_close_to_the_data": (1.0, 6.5),
+    "a_blurred": (1.0, 40.0),
+    "c_no_swd": (1.0, None),
+    "d_collapsed": (0.2, 5.0),
     "e_unscored": (None, None),
 }
 
 
-def test_rank_key_breaks_ties_in_score_by_diversity():
+def test_rank_key_breaks_ties_in_score_by_the_lower_swd():
     assert sorted(reversed(RANKED), key=lambda name: rank_key(*RANKED[name])) == list(RANKED)
-    assert rank_key(float("nan"), 0.5) > rank_key(0.0, None)  # a non-finite score is no score
+    assert rank_key(float("nan"), 5.0) > rank_key(0.0, None)  # a non-finite score is no score
+    assert rank_key(1.0, float("inf")) == rank_key(1.0, None)
 
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_the_sweeper_picks_its_best_trial_by_rank_key(direction):
     import optuna
 
-    from gan.sweep import DIVERSITY, best_trial
+    from gan.sweep import SWD, best_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction)
     sign = 1 if direction == "maximize" else -1
-    for score, diversity in (RANKED[n] for n in ("a_single_image", "d_collapsed", "b_varied")):
-        attrs = {} if diversity is None else {DIVERSITY: diversity}
+    for score, swd in (RANKED[n] for n in ("a_blurred", "d_collapsed", "b_close_to_the_data")):
+        attrs = {} if swd is None else {SWD: swd}
         trial = optuna.trial.create_trial(value=sign * score, user_attrs=attrs)
         study.add_trial(trial)
-    assert best_trial(study).number == 2  # b_varied
+    assert best_trial(study).number == 2  # b_close_to_the_data

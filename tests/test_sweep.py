@@ -65,6 +65,7 @@ def test_quick_sweep_records_every_trial(tmp_path, cache_dir):
         assert row["run_dir"] == str(run) == trial.user_attrs["run_dir"]
         assert float(row["optim.gen_lr"]) == trial.params["optim.gen_lr"]
         assert float(row["diversity"]) == s["quality"]["diversity"] == trial.user_attrs["diversity"]
+        assert float(row["swd"]) == s["quality"]["swd"] == trial.user_attrs["swd"] > 0
     assert "best so far" in (sweep / "sweep.log").read_text()
     # the same command again: the study is complete, nothing is overwritten or added
     before = (sweep / "0" / "metrics.csv").read_bytes()
