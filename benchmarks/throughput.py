@@ -261,8 +261,9 @@ def pumpgan_cfg(
             "train.checkpoint_every=0 score.stop_on_collapse=false hardware=cpu "
             f"data.num_images={n_images}"
         ).split()
-        # the first read-back (every log_every steps) ends the warm-up
-        fixed += [f"train.log_every={warmup}", f"data.cache_dir={cache_dir}"]
+        # the first read-back (every log_every steps) ends the warm-up; no SWD at the end (the
+        # seed loop has none, and it would count in the peak RSS)
+        fixed += [f"train.log_every={warmup}", f"data.cache_dir={cache_dir}", "eval.num_images=0"]
         return compose("config", overrides=[*fixed, *overrides])
 
 

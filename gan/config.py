@@ -138,7 +138,7 @@ class ScoreConfig:
 @dataclass
 class EvalConfig:
     # generated images, and as many real ones (at most the data set), that the sliced Wasserstein
-    # distance compares (gan/quality.py)
+    # distance compares (gan/quality.py); 0: no SWD (benchmarks that time the training alone)
     num_images: int = 2048
     # SWD every this many steps during training, into eval.csv (0: only at the end of the run)
     every: int = 0
@@ -241,8 +241,10 @@ def validate(cfg: DictConfig | Config) -> None:
         lambda v: math.isfinite(v) and v >= 0,
         "use 0 (off) or a sample diversity > 0, e.g. 0.2",
     )
-    check("eval", "num_images", lambda v: v >= 2, "use an integer >= 2")
+    check("eval", "num_images", lambda v: v == 0 or v >= 2, "use 0 (no SWD) or an integer >= 2")
     check("eval", "every", lambda v: v >= 0, "use 0 (only at the end) or an integer >= 1")
+    if cfg.eval.every and not cfg.eval.num_images:
+        problems.append("eval.every needs eval.num_images > 0: set eval.num_images=2048")
     if problems:
         raise UserError(
             "Invalid config: " + "; ".join(problems) + ". Fix it with KEY=VALUE on the command "

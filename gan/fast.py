@@ -63,12 +63,10 @@ class GemmGradUpConv(nn.ConvTranspose2d):
     max_side = 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        # under autocast the library's path: the Function computes in its inputs' one dtype
         if x.shape[-1] > self.max_side or torch.is_autocast_enabled(x.device.type):
             return super().forward(x)
         return _UpConvGemmGrad.apply(x, self.weight)
-
-
-SWAPS: dict[str, Callable[[Generator, Discriminator], None]] = {}
 
 
 def swap(module: nn.Module, cls: type[nn.Module]) -> None:
@@ -83,12 +81,15 @@ def _project(gen: Generator, disc: Discriminator) -> None:
 
 def _gemm_grad(gen: Generator, disc: Discriminator) -> None:
     for layer in gen.net[1:]:
-        if type(layer) is nn.ConvTranspose2d and layer.out_channels != 3:
+        if type(layer) is nn.ConvTranspose2d and layer.out_channels != 3:  # not the to-RGB layer
             swap(layer, GemmGradUpConv)
 
 
-SWAPS["project"] = _project
-SWAPS["gemm_grad"] = _gemm_grad
+# the swaps, by the name summary.json records (`fast_layers`) and ab_step.py's --a-fast takes
+SWAPS: dict[str, Callable[[Generator, Discriminator], None]] = {
+    "project": _project,
+    "gemm_grad": _gemm_grad,
+}
 
 
 def apply(gen: Generator, disc: Discriminator, names: list[str] | None = None) -> list[str]:

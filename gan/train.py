@@ -430,7 +430,7 @@ def finish(
         quality = dict(save_grid_of(folder, gen, *grids, step, "final.png"))
     except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
         log.warning("Could not write the final sample grid: %s", e)
-    if quality is not None and status in ("completed", "collapsed"):
+    if quality is not None and status in ("completed", "collapsed") and cfg.eval.num_images:
         try:
             quality.update(evaluation(gen))
             folder.log_quality(step, quality)

@@ -75,3 +75,16 @@ def test_ab_step_compares_two_settings_in_one_process():
     assert set(rows) == {"A", "B"}, done.stdout
     speed = float(re.search(r"B / A speed: ([\d.]+)x", done.stdout)[1])
     assert speed == pytest.approx(float(rows["A"]) / float(rows["B"]), rel=0.01)
+
+
+def test_allocator_compares_malloc_settings_in_fresh_processes():
+    done = run_throughput("--width", "4", "--steps", "1", "--pairs", "1", script="allocator.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = dict(
+        re.findall(r"^\| (glibc default|keep freed memory) \| ([\d.]+) \|", done.stdout, re.M)
+    )
+    assert set(rows) == {"glibc default", "keep freed memory"}, done.stdout
+    speed = float(re.search(r"keep / default speed: ([\d.]+)x", done.stdout)[1])
+    assert speed == pytest.approx(
+        float(rows["glibc default"]) / float(rows["keep freed memory"]), rel=0.01
+    )

@@ -206,34 +206,26 @@ def test_help_lists_the_config_groups_and_examples(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def command(*argv: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_pumpgan_console_script_is_run_py(tmp_path):
     """The project installs (`uv sync`, `pip install -e .`) with a `pumpgan` console script that
     is `python run.py`: the same help from any folder, the configs found in conf/."""
     (script,) = entry_points(group="console_scripts", name="pumpgan")
     assert script.value == "gan.cli:main"
     pumpgan = Path(sys.executable).parent / "pumpgan"
-    installed = subprocess.run(
-        [str(pumpgan), "--help"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    installed = command(str(pumpgan), "--help", cwd=tmp_path, PYTHONWARNINGS="ignore")
     assert installed.returncode == 0, installed.stderr
     assert installed.stdout == run_cli("--help", cwd=tmp_path).stdout
     assert installed.stdout.splitlines()[: len(HELP_HEAD)] == HELP_HEAD
 
 
 def test_compare_help_prints_its_whole_description():
-    result = subprocess.run(
-        [sys.executable, "-m", "gan.compare", "--help"],
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "100"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = command(sys.executable, "-m", "gan.compare", "--help", cwd=ROOT, COLUMNS="100")
     assert result.returncode == 0, result.stderr
     doc = gan.compare.__doc__
     assert doc is not None
