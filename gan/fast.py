@@ -18,19 +18,6 @@ from torch import nn
 from gan.models import Discriminator, Generator
 
 
-class MatmulProject(nn.ConvTranspose2d):
-    """G's first layer, ConvTranspose2d(dim_z, C, 4, 1, 0) on a 1x1 input, as the matrix product
-    it is: (B, dim_z) @ (dim_z, C*4*4)."""
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        w = self.weight  # (dim_z, C, 4, 4)
-        if w.is_contiguous():  # (B, C*4*4) -> (B, C, 4, 4)
-            return (z.flatten(1) @ w.flatten(1)).view(-1, w.shape[1], 4, 4)
-        # channels-last weight: (B, 4*4*C) -> (B, 4, 4, C), seen as a channels-last (B, C, 4, 4)
-        cols = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
-        return (z.flatten(1) @ cols).view(-1, 4, 4, w.shape[1]).permute(0, 3, 1, 2)
-
-
 class _UpConvGemmGrad(torch.autograd.Function):
     """conv_transpose2d(x, w, stride=2, padding=1), 4x4 kernel, whose weight gradient is one
     GEMM: grad_w[i, o, ky, kx] = sum over (b, y, x) of x[b, i, y, x] * g[b, o, 2y+ky-1, 2x+kx-1]."""
@@ -75,10 +62,6 @@ def swap(module: nn.Module, cls: type[nn.Module]) -> None:
     module.__class__ = cls
 
 
-def _project(gen: Generator, disc: Discriminator) -> None:
-    swap(gen.net[0], MatmulProject)
-
-
 def _gemm_grad(gen: Generator, disc: Discriminator) -> None:
     for layer in gen.net[1:]:
         if type(layer) is nn.ConvTranspose2d and layer.out_channels != 3:  # not the to-RGB layer
@@ -87,7 +70,6 @@ def _gemm_grad(gen: Generator, disc: Discriminator) -> None:
 
 # the swaps, by the name summary.json records (`fast_layers`) and ab_step.py's --a-fast takes
 SWAPS: dict[str, Callable[[Generator, Discriminator], None]] = {
-    "project": _project,
     "gemm_grad": _gemm_grad,
 }
 

@@ -53,9 +53,9 @@ def test_profile_quick_prints_categories_layers_and_bounds():
     # the step's time by category, the FLOP ops' rate against the GEMM peak
     flop_row = r"^\| convolutions \+ matmuls \| [\d.]+ \| [\d.]+% \| \d+ \(\d+%\) \|"
     assert re.search(flop_row, out, re.M), out
-    # every conv pass of G and D, e.g. G's last layer's forward, and the swapped first layer
+    # every conv pass of G and D, e.g. G's last layer's forward, and a swapped layer
     assert re.search(r"^\| G4 ConvTranspose2d\(16, 3\) 32px \| forward \| 1 \|", out, re.M), out
-    assert re.search(r"^\| G0 MatmulProject\(64, 128\) 1px \| forward \| 1 \|", out, re.M), out
+    assert re.search(r"^\| G1 GemmGradUpConv\(128, 64\) 4px \| weight grad \| 1 \|", out, re.M), out
     bounds = dict(re.findall(r"^\| (as measured|\([abc]\)).*? \| ([\d.]+)x \|$", out, re.M))
     assert set(bounds) == {"as measured", "(a)", "(b)", "(c)"}, out
     # (b) has every convolution at the peak and nothing else: above (a) by construction, and
