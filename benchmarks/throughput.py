@@ -296,9 +296,10 @@ def pumpgan_step(cfg: DictConfig, fast_layers: list[str] | None = None) -> Calla
     if cfg.hardware.compile:  # as train() does
         gen, disc = torch.compile(gen), torch.compile(disc)
     images = torch.randint(0, 256, (BATCH, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
+    images = images.to(hw.device)  # as train() holds the data set: on the device once
 
     def step() -> torch.Tensor:
-        real = real_batch(images.to(hw.device), cfg.augment, hw.memory_format)
+        real = real_batch(images, cfg.augment, hw.memory_format)
         noise = torch.randn(BATCH, cfg.model.dim_z, 1, 1, device=hw.device)
         with hw.autocast():
             return train_step(gen, disc, opt_g, opt_d, real, noise, cfg.optim.loss)

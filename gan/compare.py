@@ -72,17 +72,20 @@ class Run:
         s = self.summary.get("score")
         return float(s) if is_number(s) else None
 
-    @property
-    def diversity(self) -> float | None:
-        """The final grid's sample diversity (summary.json quality.diversity)."""
-        value = (self.summary.get("quality") or {}).get("diversity")
+    def quality(self, name: str) -> float | None:
+        """summary.json quality.NAME, when it is a number."""
+        value = (self.summary.get("quality") or {}).get(name)
         return float(value) if is_number(value) else None
 
     @property
+    def diversity(self) -> float | None:
+        """The final grid's sample diversity."""
+        return self.quality("diversity")
+
+    @property
     def swd(self) -> float | None:
-        """The SWD of the run's samples to the data, x1e3 (summary.json quality.swd)."""
-        value = (self.summary.get("quality") or {}).get("swd")
-        return float(value) if is_number(value) else None
+        """The SWD of the run's samples to the data, x1e3."""
+        return self.quality("swd")
 
     @property
     def eps(self) -> float | None:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gan import fast
-from gan.config import HardwareConfig, ModelConfig, UserError
+from gan.config import HardwareConfig, ModelConfig, OptimConfig, UserError
 from gan.models import Discriminator, Generator
 
 
@@ -101,14 +101,12 @@ def setup(cfg: HardwareConfig | DictConfig, model: ModelConfig, batch_size: int)
 def time_cpu_steps(m: ModelConfig, batch_size: int, bf16: bool, fast_layers: list[str]) -> float:
     """Median seconds per training step of throwaway nets on random data, fp32 or bf16
     channels-last, outside the run's random stream (a second or two)."""
-    from gan.train import train_step  # the step being timed is the training step
+    from gan.train import build_models, train_step  # what is timed is the training step
 
     hw = Hardware(torch.device("cpu"), bf16, bf16, fast_layers)
     with torch.random.fork_rng(devices=[]):
-        gen, disc = Generator(m), Discriminator(m)
-        hw.place(gen, disc)
-        opt_g = torch.optim.Adam(gen.parameters(), fused=True)
-        opt_d = torch.optim.Adam(disc.parameters(), fused=True)
+        cfg = OmegaConf.create({"model": m, "optim": OptimConfig()})
+        gen, disc, opt_g, opt_d = build_models(cfg, hw)
         real = torch.rand(batch_size, 3, m.image_size, m.image_size) * 2 - 1
         real = real.contiguous(memory_format=hw.memory_format)
         noise = torch.randn(batch_size, m.dim_z, 1, 1)
