@@ -13,18 +13,21 @@ uv run python run.py --help                            # the config groups and t
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gan import interrupts
 from gan.config import UserError, drop_removed_keys
+from gan.runfolder import claim
 from gan.sweep import trial_of_job
 from gan.train import train
 
@@ -33,6 +36,8 @@ log = logging.getLogger("run")
 # the project's conf/, beside gan/: pumpgan runs from its checkout (`pip install -e .` installs
 # it so). An absolute path: Hydra would look for a relative one inside the package `gan`.
 CONF = Path(__file__).resolve().parents[1] / "conf"
+# what Hydra may instantiate from the config: pumpgan's own callback (hydra.callbacks)
+TRUSTED = ["gan.cli.ClaimRunFolder"]
 
 
 def main() -> None:
@@ -41,7 +46,7 @@ def main() -> None:
     run()
 
 
-@hydra.main(config_path=str(CONF), config_name="config")
+@hydra.main(config_path=str(CONF), config_name="config", execution_whitelist=TRUSTED)
 def run(cfg: DictConfig) -> float:
     """One training run (a trial, in a sweep); its score is what the sweeper optimises."""
     hc = HydraConfig.get()
@@ -61,6 +66,52 @@ def run(cfg: DictConfig) -> float:
             raise  # the sweeper records the trial as failed and goes on
         log.error("%s", e)
         sys.exit(2)
+    except KeyboardInterrupt:
+        if multirun:
+            raise  # the sweeper queues the trial again
+        sys.exit(130)  # the run logged where it stopped and how to resume it
+    except OSError as e:
+        if multirun:
+            raise
+        log.error("%s", write_error(e, Path(hc.runtime.output_dir)))
+        sys.exit(1)
+
+
+def write_error(e: OSError, run_dir: Path) -> str:
+    """One paragraph for a run that could not write (a full disk, a lost mount, permissions)."""
+    step = json_field(run_dir / "summary.json", "steps_done")
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    kept = (
+        f"its last checkpoint ({checkpoint}) is intact and resume={run_dir} continues from it"
+        if checkpoint.is_file()
+        else "it had saved no checkpoint yet, so start it again"
+    )
+    return (
+        f"The run stopped at step {step}: could not write {e.filename or 'a file'} "
+        f"({e.strerror or e}). summary.json says `failed`; {kept} once the cause is fixed "
+        f"(e.g. free space on the disk of {run_dir})."
+    )
+
+
+def json_field(path: Path, key: str) -> object:
+    try:
+        return json.loads(path.read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+
+
+class ClaimRunFolder(Callback):
+    """Claims a single run's folder (hydra.run.dir) before Hydra writes .hydra/ and run.log
+    into it: a folder that holds anything, or that another run claims at the same moment, is
+    refused with nothing written (gan.runfolder.claim). Trials of a sweep are claimed by the
+    run itself (train), in a folder that only their trial number names."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            claim(Path(config.hydra.run.dir), empty=True)
+        except UserError as e:
+            print(f"Error: {e}", file=sys.stderr)
+            sys.exit(2)
 
 
 def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -74,12 +125,20 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             f"Pass the folder a run printed at its start (outputs/DATE/TIME)."
         )
     groups = ("model", "optim", "augment", "hardware", "data")
-    changed = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in groups]
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    changed = [o for o, k in zip(overrides, keys, strict=True) if k in groups]
     if changed:
         raise UserError(
             f"resume cannot change a config group ({', '.join(changed)}): the "
             f"checkpoint holds that run's nets. Override single values instead, "
             f"e.g. train.steps=4000."
+        )
+    reshaped = [o for o, k in zip(overrides, keys, strict=True) if k.startswith("model.")]
+    if reshaped:
+        raise UserError(
+            f"resume cannot change the model ({', '.join(reshaped)}): the checkpoint holds "
+            f"nets of the shapes {saved_path} gives, and weights of one width or image size do "
+            f"not fit another. Drop the model.* overrides, or start a new run with them."
         )
     values = [o for o in overrides if not o.startswith("resume=")]
     merged = cast(

@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import shlex
 import sys
 import warnings
 from collections import Counter
@@ -68,6 +69,11 @@ class Run:
         return str(self.summary.get("status") or "unknown")
 
     @property
+    def finished(self) -> bool:
+        """Trained to its end: its budget, or the collapse that stopped it."""
+        return self.status in ("completed", "collapsed")
+
+    @property
     def score(self) -> float | None:
         s = self.summary.get("score")
         return float(s) if is_number(s) else None
@@ -99,6 +105,9 @@ class Run:
 
     @property
     def note(self) -> str:
+        if self.status in ("interrupted", "failed"):
+            done, steps = self.summary.get("steps_done"), self.summary.get("steps")
+            return f"stopped at {done}/{steps}" if is_number(done) and is_number(steps) else ""
         if self.status != "running":
             return ""
         try:
@@ -215,7 +224,9 @@ def partial_keys(runs: list[Run]) -> list[str]:
 def sort_runs(runs: list[Run], by: str = "score") -> list[Run]:
     if by == "name":
         return sorted(runs, key=lambda r: r.name)
-    return sorted(runs, key=lambda r: (*rank_key(r.score, r.swd), r.name))
+    # finished runs (completed, collapsed) first: an interrupted, failed or running run's score
+    # only covers the steps it got to, so it cannot stand above a run that used its budget
+    return sorted(runs, key=lambda r: (not r.finished, *rank_key(r.score, r.swd), r.name))
 
 
 # ---- the table
@@ -297,9 +308,9 @@ def summary_line(runs: list[Run]) -> str:
     counts = Counter(r.status for r in runs)
     order = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
     parts = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
-    scored = [r for r in runs if r.score is not None]
-    best = max(scored, key=lambda r: r.score or 0.0, default=None)
-    tail = f"best: {best.name} score {best.score:.4f}" if best else "best: none scored yet"
+    finished = sort_runs([r for r in runs if r.finished and r.score is not None])
+    best = finished[0] if finished else None
+    tail = f"best: {best.name} score {best.score:.4f}" if best else "best: none finished yet"
     return f"{len(runs)} run{'s' * (len(runs) != 1)} ({parts}), {tail}"
 
 
@@ -631,7 +642,7 @@ def write_html(
             picture = img_tag(image.read_bytes(), f"{r.name}: {what}") if image else ""
         except OSError:
             picture, what = "", f"cannot read {image}"
-        command = "python run.py " + " ".join(r.overrides)
+        command = shlex.join(["python", "run.py", *r.overrides])  # safe to paste into a shell
         out.append(
             f'<figure class="card">{picture or f"<div class=empty>{e(what)}</div>"}<figcaption>'
             f"<b>{e(r.name)}</b><br>{e(r.status)}, score {e(num(r.score, '.4f'))}, "

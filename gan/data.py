@@ -12,7 +12,6 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gan import pumpkins
 from gan.config import AugmentConfig, DataConfig, UserError
+from gan.runfolder import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def load_images(cfg: DataConfig, image_size: int) -> torch.Tensor:
-    """All training images as a uint8 tensor (N, 3, S, S), from the cache when it is current."""
+    """All training images as a uint8 tensor (N, 3, S, S), from the cache when it is current;
+    a damaged cache file (a full disk, a copy cut short) is named and built again."""
     cache_dir = Path(os.path.expanduser(cfg.cache_dir))
     if cfg.name == "pumpkins":
         source = Path(pumpkins.__file__).read_bytes()
@@ -37,21 +38,32 @@ def load_images(cfg: DataConfig, image_size: int) -> torch.Tensor:
         path = (
             cache_dir / f"pumpkins-{key}-seed{cfg.data_seed}-n{cfg.num_images}-{image_size}px.npy"
         )
-        if not path.exists():
+
+        def build() -> np.ndarray:
             log.info(
                 "Generating %d built-in pumpkins at %d px into %s", cfg.num_images, image_size, path
             )
-            _save_atomic(path, pumpkins.generate(cfg.num_images, image_size, cfg.data_seed))
+            return pumpkins.generate(cfg.num_images, image_size, cfg.data_seed)
+
     else:
         root = Path(os.path.expanduser(str(cfg.root)))
         files = list_image_files(root)
         path = cache_dir / f"folder-{_folder_key(root, files, image_size, cfg)}.npy"
-        if not path.exists():
+
+        def build() -> np.ndarray:
             log.info(
                 "Decoding %d images under %s at %d px into %s", len(files), root, image_size, path
             )
-            _save_atomic(path, decode_folder(root, files, image_size, cfg))
-    return torch.from_numpy(np.load(path))
+            return decode_folder(root, files, image_size, cfg)
+
+    if path.exists():
+        try:
+            return torch.from_numpy(np.load(path))
+        except (ValueError, EOFError, OSError) as e:
+            log.warning("The data cache %s is damaged (%s): building it again", path, e)
+    images = build()
+    _save_atomic(path, images)
+    return torch.from_numpy(images)
 
 
 def list_image_files(root: Path) -> list[Path]:
@@ -126,14 +138,12 @@ def decode_image(path: Path, size: int, background: tuple[int, ...]) -> np.ndarr
 def _save_atomic(path: Path, array: np.ndarray) -> None:
     """Concurrent trials may build the same cache: each writes its own temp file, then renames."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file, not a name: np.save would append ".npy" to one
+            np.save(f, array, allow_pickle=False)
+
+    atomic_write(path, write)
 
 
 class BatchSampler:

@@ -9,7 +9,8 @@ its first trial to the end (seen in 1 of 10 sweeps interrupted 2-14 s after thei
 `handler` raises KeyboardInterrupt as before and also records the signal; long loops call
 `check()`, which raises it again if it was swallowed. Code that handles a KeyboardInterrupt
 calls `clear()`, so that a later run in the same process (a notebook, a test) starts afresh.
-Inside `deferred()` the handler only records the signal, and the block's end raises it.
+Inside `deferred()` the handler only records the signal, and the block's end raises it: the
+training loop runs inside one, so a signal ends a run at a step boundary (gan/train.py).
 """
 
 from __future__ import annotations
@@ -32,17 +33,18 @@ def handler(signum: int, frame: Any) -> None:
 
 
 @contextmanager
-def deferred() -> Iterator[None]:
-    """A signal that arrives in the block raises its KeyboardInterrupt when the block ends, not
-    in the middle of it: for bookkeeping that must not be cut in half (a metrics chunk written
-    but not marked written would be written twice)."""
+def deferred(raise_at_end: bool = True) -> Iterator[None]:
+    """A signal that arrives in the block is only recorded (`pending()` says so): for work that
+    must not be cut in half (a metrics chunk written but not marked written would be written
+    twice; a training loop stops at a step boundary). When the outermost such block ends, the
+    KeyboardInterrupt is raised, unless raise_at_end is False (the caller checks `pending()`)."""
     global _deferring
     _deferring += 1
     try:
         yield
     finally:
         _deferring -= 1
-    if not _deferring:
+    if not _deferring and raise_at_end:
         check()
 
 
@@ -76,7 +78,7 @@ def pending() -> bool:
 def check() -> None:
     """Raise KeyboardInterrupt if a signal arrived whose KeyboardInterrupt nobody handled."""
     if _pending is not None:
-        raise KeyboardInterrupt(f"signal {_pending} (raised again: the first one was swallowed)")
+        raise KeyboardInterrupt(f"signal {_pending}")
 
 
 def clear() -> None:

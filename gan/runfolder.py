@@ -1,5 +1,6 @@
 """Everything a run writes into its folder (DESIGN.md section 4), in one place.
 
+.pumpgan-claim         host:pid of the run that owns the folder, created exclusively (`claim`)
 metrics.csv            one row per step (METRICS columns), appended in chunks
 eval.csv               one row per in-run evaluation (eval.every): step, swd, swd_<side> per level
 samples/step_NNNNNN.png, final.png   fixed-noise grids
@@ -11,8 +12,12 @@ curves.png             losses and D means over steps with the eps band and the c
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
 import os
+import pickle
+import socket
 import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -28,17 +33,79 @@ METRICS = ("step", "time_s", "loss_d", "loss_g", "d_real", "d_fake", "d_fake_aft
 STATUSES = ("running", "completed", "collapsed", "failed", "interrupted")
 
 
+CLAIM = ".pumpgan-claim"  # created exclusively by the one run that writes into a folder
+
+
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Call write(tmp) on a temp file beside `path`, then rename it over `path`: a reader (or a
-    kill) sees the old file or the new one, never half of one."""
+    """Call write(tmp) on a temp file beside `path`, flush it to disk, then rename it over
+    `path`: a reader, a kill or a power cut sees the old file or the new one, never half of one.
+    The file gets the mode of any new file (0666 less the umask), readable in a shared outputs/."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~UMASK)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
+            raise OSError(e.errno, e.strerror, str(path)) from e  # name the file, not the temp
         raise
+    sync_dir(path.parent)
+
+
+def sync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (where the file system allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
+def claim(path: Path, empty: bool = False) -> None:
+    """Make `path` this process's run folder, or refuse with a UserError: the first run to
+    create its CLAIM file (O_EXCL: atomic, whoever else tries at the same moment) owns it, so
+    two runs never write into one folder. empty: also refuse a folder that already holds
+    anything (checked before Hydra writes its .hydra/ and run.log, see `ClaimRunFolder`)."""
+    path.mkdir(parents=True, exist_ok=True)
+    marker, me = path / CLAIM, owner()
+    if marker.is_file() and marker.read_text().strip() == me:
+        return  # claimed already by this process (the Hydra callback, then train)
+    held = (
+        f"{path} already holds a run and pumpgan never writes into another run's folder. "
+        f"Leave hydra.run.dir at its default (a new folder per run) or choose a new one; to "
+        f"continue that run, pass resume={path} (its continuation goes to a new folder)."
+    )
+    if empty and any(path.iterdir()):
+        raise UserError(held)
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:
+        raise UserError(f"{held} (claimed by {marker.read_text().strip() or '?'})") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(me + "\n")
+
+
+def owner() -> str:
+    """host:pid of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class RunFolder:
@@ -53,12 +120,14 @@ class RunFolder:
         self.tensorboard: Any = None  # a SummaryWriter once the run is created
 
     def check_new(self) -> None:
+        """Refuse a folder that holds a run, then claim it for this one (`claim`)."""
         if self.summary_path.exists():
             raise UserError(
                 f"{self.path} already holds a run (its summary.json exists) and pumpgan never "
                 f"overwrites a run folder. Leave hydra.run.dir at its default (a new folder per "
                 f"run) or choose a new one; to continue that run, pass resume={self.path}."
             )
+        claim(self.path)
 
     def create(self, summary: dict[str, Any], metrics_rows: list[list[Any]] | None = None) -> None:
         """Start a run: write the first summary and the metrics header (plus rows carried over
@@ -79,10 +148,18 @@ class RunFolder:
     def update_summary(self, **fields: Any) -> None:
         self.summary.update(fields, updated_at=now_iso())
 
-        def write(tmp: Path) -> None:
-            tmp.write_text(json.dumps(self.summary, indent=2, default=str) + "\n")
-
-        atomic_write(self.summary_path, write)
+        text = json.dumps(self.summary, indent=2, default=str) + "\n"
+        try:
+            atomic_write(self.summary_path, lambda tmp: tmp.write_text(text))
+        except OSError as e:
+            if e.errno != errno.ENOSPC or not self.summary_path.is_file():
+                raise
+            # a full disk has no room for a second copy; the file's own blocks take the new
+            # text (a summary grows by a few hundred bytes at most), so the run's status is
+            # never left at `running`
+            with open(self.summary_path, "r+") as f:
+                f.write(text)
+                f.truncate()
 
     def append_metrics(self, rows: list[list[Any]]) -> None:
         with open(self.metrics_path, "a", newline="") as f:
@@ -133,7 +210,11 @@ class RunFolder:
             self.tensorboard.close()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
+        # serialised in memory first: torch.save into a file on a full disk fails with its own
+        # RuntimeError ("unexpected pos"), a plain write with the OSError that says why
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write(self.checkpoint_path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2) -> torch.Tensor:
@@ -150,7 +231,8 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2)
     for i in range(n):
         top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
         grid[:, top : top + h, left : left + w] = x[i]
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+    picture = Image.fromarray(grid.permute(1, 2, 0).numpy())
+    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
     return grid
 
 
@@ -168,7 +250,30 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
             f"resume={str(run_dir)!r}: no checkpoint at {path}. Pass the run folder of a run "
             f"that saved one (it writes checkpoints/last.pt every train.checkpoint_every steps)."
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_checkpoint(path, what=f"resume={str(run_dir)!r}")
+
+
+def read_checkpoint(path: Path, what: str) -> dict[str, Any]:
+    """torch.load(path, weights_only=True), with a damaged file or one that holds more than
+    tensors and plain values (a pickled payload, which weights_only refuses to run) named in
+    one clear UserError instead of torch's traceback."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UserError(
+            f"{what}: {path} was refused: it holds objects other than tensors and plain values, "
+            f"which pumpgan never writes and will not run (torch.load weights_only=True: "
+            f"{str(e).splitlines()[0]}). Resume from a run folder pumpgan wrote."
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise UserError(
+            f"{what}: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}): the "
+            f"file is damaged or truncated, e.g. by a full disk or a copy cut short. Restore it, "
+            f"or start the run again."
+        ) from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise UserError(f"{what}: {path} is not a pumpgan checkpoint (no training step in it).")
+    return state
 
 
 def plot_curves(

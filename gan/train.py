@@ -28,7 +28,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gan import hardware, interrupts
-from gan.config import validate
+from gan.config import UserError, validate
 from gan.data import BatchSampler, load_images, real_batch
 from gan.hardware import Hardware
 from gan.models import Discriminator, Generator, init_weights, num_params
@@ -60,6 +60,13 @@ def train(
 
     # ---- data (uint8 (N, 3, S, S), on the device once), nets, score, the grids' fixed noise
     images = load_images(cfg.data, m.image_size).to(hw.device)
+    if t.batch_size > len(images):
+        log.warning(
+            "train.batch_size=%d is larger than the data set (%d images), so every batch holds "
+            "some images twice or more; set train.batch_size to at most %d, or train on more "
+            "images",
+            *(t.batch_size, len(images), len(images)),
+        )
     sampler = BatchSampler(len(images), t.batch_size, seed=cfg.seed)
     gen, disc, opt_g, opt_d = build_models(cfg, hw)
     tracker = ScoreTracker(cfg.score.eps, cfg.score.patience, min_diversity=cfg.score.min_diversity)
@@ -101,13 +108,16 @@ def train(
         state.update(sampler=sampler.state_dict(), score=tracker.state_dict())
         folder.save_checkpoint({**state, "fixed_noise": fixed_noise.cpu()})
 
-    try:
-        with steps.redirect_logging(), interrupts.installed():
+    # Ctrl-C and SIGTERM are only recorded here (interrupts.deferred): the loop stops at the
+    # next step boundary, so the checkpoint holds whole steps and a resumed run goes on exactly
+    # as an uninterrupted one; a second signal cannot cut the checkpoint or the end-of-run work
+    # in half. The KeyboardInterrupt is raised after the wrap-up.
+    with steps.redirect_logging(), interrupts.installed(), interrupts.deferred(False):
+        try:
             if start_step == 0:
                 save_samples()
             stop = tracker.collapsed_at is not None and stop_on_collapse
-            while step < t.steps and not stop:
-                interrupts.check()  # a Ctrl-C that some finalizer swallowed ends the run here
+            while step < t.steps and not stop and not interrupts.pending():
                 # ---- a batch: uint8 -> [-1, 1] -> augmented, all on the device
                 idx = sampler.next().to(hw.device, non_blocking=True)
                 real = real_batch(images[idx], cfg.augment, hw.memory_format)
@@ -130,25 +140,26 @@ def train(
                     checkpoint()
             steps.flush(step)
             checkpoint()
-        status = "completed" if tracker.collapsed_at is None else "collapsed"
-    except KeyboardInterrupt:
+            if interrupts.pending():
+                status = "interrupted"
+                log.warning(
+                    "Interrupted at step %d: checkpoint saved; continue with resume=%s",
+                    *(step, run_dir),
+                )
+            else:
+                status = "completed" if tracker.collapsed_at is None else "collapsed"
+        except BaseException as e:
+            status = "failed"
+            record_error(folder, e)
+            raise
+        finally:
+            steps.close()
+            wall_s, images_per_s = wall_before + steps.elapsed(), steps.images_per_s(step)
+            grids = (fixed_noise, reference)
+            finish(folder, cfg, status, step, tracker, wall_s, images_per_s, gen, grids, evaluation)
+    if interrupts.pending():  # handled: a later run in this process starts afresh
         interrupts.clear()
-        status = "interrupted"
-        steps.flush(step)
-        checkpoint()
-        log.warning(
-            "Interrupted at step %d: checkpoint saved; continue with resume=%s", step, run_dir
-        )
-        raise
-    except BaseException as e:
-        status = "failed"
-        folder.update_summary(error=f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        steps.close()
-        wall_s, images_per_s = wall_before + steps.elapsed(), steps.images_per_s(step)
-        grids = (fixed_noise, reference)
-        finish(folder, cfg, status, step, tracker, wall_s, images_per_s, gen, grids, evaluation)
+        raise KeyboardInterrupt(f"interrupted at step {step}")
     return tracker.score(t.steps)
 
 
@@ -164,6 +175,14 @@ def build_models(
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.optim.gen_lr, betas=betas, fused=True)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.optim.disc_lr, betas=betas, fused=True)
     return gen, disc, opt_g, opt_d
+
+
+def record_error(folder: RunFolder, e: BaseException) -> None:
+    """The error that ended a run, in its summary (best effort: the disk may be full)."""
+    try:
+        folder.update_summary(error=f"{type(e).__name__}: {e}")
+    except OSError as again:
+        log.warning("Could not record the error in %s: %s", folder.summary_path, again)
 
 
 def bce_disc_loss(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> torch.Tensor:
@@ -372,8 +391,15 @@ def restore(
     cfg: DictConfig,
 ) -> tuple[ScoreTracker, torch.Tensor]:
     """Load a checkpoint into the run's objects; returns its score tracker and fixed noise."""
-    gen.load_state_dict(state["gen"])
-    disc.load_state_dict(state["disc"])
+    try:
+        gen.load_state_dict(state["gen"])
+        disc.load_state_dict(state["disc"])
+    except RuntimeError as e:
+        raise UserError(
+            f"resume={cfg.resume!r}: the checkpoint's nets do not fit this run's model "
+            f"({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}). A "
+            f"resumed run keeps the model of the run it continues: drop model overrides."
+        ) from None
     opt_g.load_state_dict(state["opt_g"])
     opt_d.load_state_dict(state["opt_d"])
     sampler.load_state_dict(state["sampler"])
