@@ -35,6 +35,8 @@ class ModelConfig:
     dim_z: int = 100
     # side of the square images in pixels: 32, 64 or 128 (each adds or removes a stride-2 block)
     image_size: int = 32
+    # spectral normalisation of D's convs, and no BatchNorm in D (SN-GAN, Miyato et al. 2018)
+    spectral_norm: bool = False
 
 
 @dataclass
@@ -46,9 +48,17 @@ class OptimConfig:
     # Adam's first- and second-moment decay rates
     beta1: float = 0.5
     beta2: float = 0.999
-    # adversarial loss: "bce" (the non-saturating GAN loss of the DCGAN paper and the article;
-    # gan.train.LOSSES)
+    # adversarial loss (gan/losses.py): "bce" (the non-saturating GAN loss of the DCGAN paper
+    # and the article), "hinge", "lsgan" or "wgan-gp" (D without BatchNorm)
     loss: str = "bce"
+    # D updates per G update (WGAN-GP's critic iterations: 5 in the paper), each on a new batch
+    n_critic: int = 1
+    # weight of WGAN-GP's gradient penalty (lambda, 10 in the paper)
+    gp_weight: float = 10.0
+    # R1 penalty on real images, gamma (0: off): D's loss += gamma / 2 * ||grad D(x)||^2
+    r1_gamma: float = 0.0
+    # lazy R1 (StyleGAN2): on every r1_every-th step only, scaled up by r1_every
+    r1_every: int = 16
 
 
 @dataclass
@@ -67,6 +77,9 @@ class AugmentConfig:
     scale_max: float = 1.0
     # maximum shear along x, degrees
     shear: float = 0.0
+    # DiffAugment (gan/diffaugment.py): comma-separated transforms of real AND generated images,
+    # every time D sees them, e.g. "color,translation,cutout"; "" off
+    diffaugment: str = ""
 
 
 @dataclass
@@ -118,6 +131,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     # images in a sample grid (drawn from one fixed noise batch for the whole run)
     num_samples: int = 64
+    # exponential moving average of G's weights with this decay (e.g. 0.999), which then makes
+    # the sample grids, the SWD and checkpoints/generator.pt; 0: off
+    ema: float = 0.0
 
 
 @dataclass
@@ -168,8 +184,9 @@ register()
 
 IMAGE_SIZES = (32, 64, 128)
 ARCHS = ("dcgan", "seed")
-LOSSES = ("bce",)
+LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
 PRECISIONS = ("auto", "fp32", "bf16")
+DIFFAUGMENT = ("color", "translation", "cutout")  # gan/diffaugment.py
 
 
 def validate(cfg: DictConfig | Config) -> None:
@@ -199,6 +216,20 @@ def validate(cfg: DictConfig | Config) -> None:
     check("optim", "gen_lr disc_lr", lambda v: math.isfinite(v) and v > 0, "use a number > 0")
     check("optim", "beta1 beta2", lambda v: 0 <= v < 1, "use a number in [0, 1)")
     check("optim", "loss", *one_of(LOSSES))
+    check("optim", "n_critic r1_every", *positive_int)
+    check(
+        "optim",
+        "gp_weight r1_gamma",
+        lambda v: math.isfinite(v) and v >= 0,
+        "use a number >= 0 (0: off)",
+    )
+    check(
+        "augment",
+        "diffaugment",
+        lambda v: all(p.strip() in DIFFAUGMENT for p in v.split(",") if p.strip()),
+        f"use a comma-separated list of {', '.join(DIFFAUGMENT)}, or '' (off)",
+    )
+    check("train", "ema", lambda v: 0 <= v < 1, "use a decay in [0, 1), e.g. 0.999 (0: off)")
     check("augment", "hflip affine_p", lambda v: 0 <= v <= 1, "use a probability in [0, 1]")
     check("augment", "degrees", lambda v: 0 <= v <= 180, "use degrees in [0, 180]")
     check("augment", "shear", lambda v: 0 <= v < 90, "use degrees in [0, 90)")

@@ -16,9 +16,11 @@ some layers for subclasses that compute the same thing faster; the weights stay 
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrize import is_parametrized
 
 from gan.config import ModelConfig
 
@@ -43,6 +45,7 @@ class Generator(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.dim_z = cfg.dim_z  # the noise length G takes
         widths = gen_widths(cfg)
         # (B, dim_z, 1, 1) -> (B, widths[0], 4, 4)
         layers: list[nn.Module] = [
@@ -66,25 +69,33 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image (B, 3, S, S) -> one logit per image (B,)."""
+    """image (B, 3, S, S) -> one output per image (B,): a logit for the bce loss.
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    batchnorm: BatchNorm in the hidden blocks (DCGAN). With `model.spectral_norm` every conv's
+    weight is divided by its largest singular value (Miyato et al. 2018) and there is no
+    BatchNorm, as in their SN-GAN; gan/train.py also leaves BatchNorm out for wgan-gp, whose
+    per-image gradient penalty it would mix across the batch (Gulrajani et al. 2017)."""
+
+    def __init__(self, cfg: ModelConfig, batchnorm: bool = True) -> None:
         super().__init__()
         widths = disc_widths(cfg)
+        batchnorm = batchnorm and not cfg.spectral_norm
+
+        def conv(c_in: int, c_out: int, stride: int, padding: int) -> nn.Module:
+            layer = nn.Conv2d(c_in, c_out, 4, stride, padding, bias=False)
+            return nn.utils.parametrizations.spectral_norm(layer) if cfg.spectral_norm else layer
+
         # (B, 3, S, S) -> (B, widths[0], S/2, S/2); no BatchNorm on the input block (DCGAN)
-        layers: list[nn.Module] = [
-            nn.Conv2d(3, widths[0], 4, 2, 1, bias=False),
-            nn.LeakyReLU(0.2, True),
-        ]
+        layers: list[nn.Module] = [conv(3, widths[0], 2, 1), nn.LeakyReLU(0.2, True)]
         # (B, c_in, s, s) -> (B, c_out, s/2, s/2), down to (B, widths[-1], 4, 4)
         for c_in, c_out in zip(widths, widths[1:], strict=False):
             layers += [
-                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
+                conv(c_in, c_out, 2, 1),
+                *([nn.BatchNorm2d(c_out)] if batchnorm else []),
                 nn.LeakyReLU(0.2, True),
             ]
         # (B, widths[-1], 4, 4) -> (B, 1, 1, 1)
-        layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False))
+        layers.append(conv(widths[-1], 1, 1, 0))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +109,12 @@ def init_weights(module: nn.Module) -> None:
     """DCGAN init: conv weights ~ N(0, 0.02); BatchNorm weight ~ N(1, 0.02), bias 0."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            # a spectral-normed conv keeps its raw weight as `original`
+            weight = m.weight
+            if is_parametrized(m, "weight"):
+                parametrizations = cast(nn.ModuleDict, m.parametrizations)
+                weight = cast(torch.Tensor, parametrizations["weight"].original)
+            nn.init.normal_(weight, 0.0, 0.02)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)

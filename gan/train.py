@@ -9,6 +9,7 @@ during the G step. Those five numbers stay on the device and are read back every
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import platform
@@ -16,24 +17,27 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gan import hardware, interrupts
+from gan import diffaugment, hardware, interrupts
 from gan.config import UserError, validate
 from gan.data import BatchSampler, load_images, real_batch
 from gan.hardware import Hardware
+from gan.losses import LOSSES, gradient_penalty, r1_penalty
 from gan.models import Discriminator, Generator, init_weights, num_params
 from gan.quality import SWD, sample_quality, swd
 from gan.runfolder import RunFolder, load_checkpoint, now_iso, plot_curves, read_metrics
+from gan.sample import save_generator
 from gan.score import ScoreTracker
 
 log = logging.getLogger(__name__)
@@ -96,16 +100,22 @@ def train(
     evaluation = Evaluation(images, cfg)
     show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
     steps = StepLog(folder, tracker, cfg, hw.device, start_step, wall_before, show_bar)
-    stop_on_collapse, loss = cfg.score.stop_on_collapse, cfg.optim.loss
+    stop_on_collapse, objective = cfg.score.stop_on_collapse, Objective.of(cfg)
+    ema = EMA(gen, t.ema) if t.ema else None
+    if ema is not None and resume_state is not None:
+        ema.model.load_state_dict(resume_state["gen_ema"])
+    shown = ema.model if ema is not None else gen  # the G of the grids, the SWD and the export
     step, status = start_step, "running"
 
     def save_samples() -> None:
-        quality = save_grid_of(folder, gen, fixed_noise, reference, step)
+        quality = save_grid_of(folder, shown, fixed_noise, reference, step)
         tracker.sample(step, quality["diversity"])
 
     def checkpoint() -> None:
         state = training_state(cfg, step, wall_before + steps.elapsed(), gen, disc, opt_g, opt_d)
         state.update(sampler=sampler.state_dict(), score=tracker.state_dict())
+        if ema is not None:
+            state["gen_ema"] = ema.model.state_dict()
         folder.save_checkpoint({**state, "fixed_noise": fixed_noise.cpu()})
 
     # Ctrl-C and SIGTERM are only recorded here (interrupts.deferred): the loop stops at the
@@ -118,12 +128,19 @@ def train(
                 save_samples()
             stop = tracker.collapsed_at is not None and stop_on_collapse
             while step < t.steps and not stop and not interrupts.pending():
-                # ---- a batch: uint8 -> [-1, 1] -> augmented, all on the device
-                idx = sampler.next().to(hw.device, non_blocking=True)
-                real = real_batch(images[idx], cfg.augment, hw.memory_format)
-                noise = torch.randn(t.batch_size, m.dim_z, 1, 1, device=hw.device)
+                # ---- a batch per D update: uint8 -> [-1, 1] -> augmented, all on the device
+                reals, noises = [], []
+                for _ in range(cfg.optim.n_critic):
+                    idx = sampler.next().to(hw.device, non_blocking=True)
+                    reals.append(real_batch(images[idx], cfg.augment, hw.memory_format))
+                    noises.append(torch.randn(t.batch_size, m.dim_z, 1, 1, device=hw.device))
                 with hw.autocast():
-                    stats = train_step(gen_step, disc_step, opt_g, opt_d, real, noise, loss)
+                    r1_due = objective.r1_due(step + 1)
+                    stats = train_step(
+                        gen_step, disc_step, opt_g, opt_d, reals, noises, objective, r1_due
+                    )
+                if ema is not None:
+                    ema.update(gen)
                 step += 1
                 steps.record(stats)
                 checkpoint_due = t.checkpoint_every and step % t.checkpoint_every == 0
@@ -135,7 +152,7 @@ def train(
                 if t.sample_every and step % t.sample_every == 0:
                     save_samples()
                 if cfg.eval.every and step % cfg.eval.every == 0:
-                    folder.append_eval(step, evaluation(gen))
+                    folder.append_eval(step, evaluation(shown))
                 if checkpoint_due:
                     checkpoint()
             steps.flush(step)
@@ -156,7 +173,9 @@ def train(
             steps.close()
             wall_s, images_per_s = wall_before + steps.elapsed(), steps.images_per_s(step)
             grids = (fixed_noise, reference)
-            finish(folder, cfg, status, step, tracker, wall_s, images_per_s, gen, grids, evaluation)
+            finish(
+                folder, cfg, status, step, tracker, wall_s, images_per_s, shown, grids, evaluation
+            )
     if interrupts.pending():  # handled: a later run in this process starts afresh
         interrupts.clear()
         raise KeyboardInterrupt(f"interrupted at step {step}")
@@ -167,7 +186,9 @@ def build_models(
     cfg: DictConfig, hw: Hardware
 ) -> tuple[Generator, Discriminator, torch.optim.Adam, torch.optim.Adam]:
     """G and D with the DCGAN init, placed by `hw` (device, layout, fast layers); their Adams."""
-    gen, disc = Generator(cfg.model), Discriminator(cfg.model)
+    # WGAN-GP's critic has no BatchNorm: the penalty is per image (gan/models.py)
+    gen = Generator(cfg.model)
+    disc = Discriminator(cfg.model, batchnorm=cfg.optim.loss != "wgan-gp")
     for net in (gen, disc):
         init_weights(net)  # on the CPU: the same weights whatever the device
     hw.place(gen, disc)
@@ -185,20 +206,26 @@ def record_error(folder: RunFolder, e: BaseException) -> None:
         log.warning("Could not record the error in %s: %s", folder.summary_path, again)
 
 
-def bce_disc_loss(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> torch.Tensor:
-    """-log D(x) - log(1 - D(G(z))), the article's BCELoss on real and fake labels."""
-    real = F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
-    return real + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
+@dataclass(frozen=True)
+class Objective:
+    """What a training step optimises, from the config: the loss (gan/losses.py), WGAN-GP's
+    penalty weight, R1 and DiffAugment."""
 
+    loss: str = "bce"
+    gp_weight: float = 10.0
+    r1_gamma: float = 0.0
+    r1_every: int = 16
+    diffaugment: tuple[str, ...] = ()
 
-def bce_gen_loss(logit_fake: torch.Tensor) -> torch.Tensor:
-    """-log D(G(z)): the non-saturating generator loss of the GAN and DCGAN papers."""
-    return F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
+    @classmethod
+    def of(cls, cfg: DictConfig) -> Objective:
+        o = cfg.optim
+        policy = tuple(diffaugment.parse(cfg.augment.diffaugment))
+        return cls(o.loss, o.gp_weight, o.r1_gamma, o.r1_every, policy)
 
-
-# optim.loss -> (D's loss from its logits on real and fake images, G's loss from D's logits on
-# G's images); gan/config.py's LOSSES lists the same names
-LOSSES = {"bce": (bce_disc_loss, bce_gen_loss)}
+    def r1_due(self, step: int) -> bool:
+        """Lazy R1: on steps 1, 1 + r1_every, ... (the step about to run, counted from 1)."""
+        return self.r1_gamma > 0 and (step - 1) % self.r1_every == 0
 
 
 def train_step(
@@ -206,34 +233,70 @@ def train_step(
     disc: torch.nn.Module,
     opt_g: torch.optim.Optimizer,
     opt_d: torch.optim.Optimizer,
-    real: torch.Tensor,
-    noise: torch.Tensor,
-    loss: str,
+    real: torch.Tensor | Sequence[torch.Tensor],
+    noise: torch.Tensor | Sequence[torch.Tensor],
+    objective: Objective | str = "bce",
+    r1_due: bool = False,
 ) -> torch.Tensor:
-    """One D update and one G update; returns (loss_d, loss_g, d_real, d_fake, d_fake_after)
-    as a tensor on the device (no host sync)."""
-    disc_loss, gen_loss = LOSSES[loss]
-    # (1) D step: maximise log D(x) + log(1 - D(G(z)))
-    opt_d.zero_grad(set_to_none=True)
-    logit_real = disc(real)  # (B,) fp32 logits, even under autocast
-    fake = gen(noise)  # (B, 3, S, S)
-    logit_fake = disc(fake.detach())
-    loss_d = disc_loss(logit_real, logit_fake)
-    loss_d.backward()
-    opt_d.step()
+    """D updates (one per batch of `real` and `noise`: optim.n_critic), then one G update;
+    returns (loss_d, loss_g, d_real, d_fake, d_fake_after) of the last D update and the G
+    update, as a tensor on the device (no host sync); d_* are batch means of sigmoid(D)."""
+    obj = Objective(objective) if isinstance(objective, str) else objective
+    disc_loss, gen_loss = LOSSES[obj.loss]
+    reals = [real] if isinstance(real, torch.Tensor) else list(real)
+    noises = [noise] if isinstance(noise, torch.Tensor) else list(noise)
 
-    # (2) G step: maximise log D(G(z)) through the updated D; D's weights need no gradient here
+    def seen(x: torch.Tensor) -> torch.Tensor:  # what D sees: DiffAugment'ed, if on
+        return diffaugment.diff_augment(x, list(obj.diffaugment)) if obj.diffaugment else x
+
+    # (1) D: on real images and on G's (detached), e.g. maximise log D(x) + log(1 - D(G(z)))
+    for k, (x, z) in enumerate(zip(reals, noises, strict=True)):
+        opt_d.zero_grad(set_to_none=True)
+        r1 = r1_due and k == 0
+        if r1:
+            x = x.detach().requires_grad_(True)
+        out_real = disc(seen(x))  # (B,) fp32, even under autocast
+        fake = gen(z)  # (B, 3, S, S)
+        out_fake = disc(seen(fake.detach()))
+        loss_d = disc_loss(out_real, out_fake)
+        if obj.loss == "wgan-gp":
+            loss_d = loss_d + obj.gp_weight * gradient_penalty(disc, x, fake)
+        if r1:
+            loss_d = loss_d + obj.r1_gamma / 2 * obj.r1_every * r1_penalty(out_real, x)
+        loss_d.backward()
+        opt_d.step()
+
+    # (2) G step: through the updated D, on the last D update's images; e.g. maximise
+    # log D(G(z)); D's weights need no gradient here
     opt_g.zero_grad(set_to_none=True)
     disc.requires_grad_(False)
-    logit_after = disc(fake)
-    loss_g = gen_loss(logit_after)
+    out_after = disc(seen(fake))
+    loss_g = gen_loss(out_after)
     loss_g.backward()
     disc.requires_grad_(True)
     opt_g.step()
 
     with torch.no_grad():
-        means = [torch.sigmoid(x).mean() for x in (logit_real, logit_fake, logit_after)]
-        return torch.stack([loss_d, loss_g, *means])
+        means = [torch.sigmoid(o).mean() for o in (out_real, out_fake, out_after)]
+        return torch.stack([loss_d.detach(), loss_g.detach(), *means])
+
+
+class EMA:
+    """An exponential moving average of G's weights (`train.ema`): after each G update,
+    average = decay * average + (1 - decay) * weights; buffers (BatchNorm's statistics, which
+    sampling does not use: it normalises by the batch) are copied."""
+
+    def __init__(self, gen: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(gen).requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, gen: torch.nn.Module) -> None:
+        average: list[torch.Tensor] = list(self.model.parameters())
+        current: list[torch.Tensor] = list(gen.parameters())
+        torch._foreach_lerp_(average, current, 1 - self.decay)
+        for mine, theirs in zip(self.model.buffers(), gen.buffers(), strict=True):
+            mine.copy_(theirs)
 
 
 class StepLog:
@@ -469,6 +532,12 @@ def finish(
             status = "collapsed"
             log.warning("Collapse at step %d: %s", tracker.collapsed_at, tracker.reason)
     collapsed_at, score = tracker.collapsed_at, tracker.score(cfg.train.steps)
+    if status != "failed":
+        try:  # G alone, for gan.sample and for programs without pumpgan's training code
+            path = folder.checkpoint_path.parent / "generator.pt"
+            save_generator(path, cfg.model, gen, step, ema=bool(cfg.train.ema))
+        except Exception as e:  # noqa: BLE001
+            log.warning("Could not write checkpoints/generator.pt: %s", e)
     try:
         name = f"{folder.path.parent.name}/{folder.path.name}"
         plot_curves(
