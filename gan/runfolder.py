@@ -204,6 +204,22 @@ class RunFolder:
         if diversity is not None:
             self.tensorboard.add_scalar("quality/diversity", diversity, step)
 
+    def log_hparams(self, metrics: dict[str, float | None]) -> None:
+        """TensorBoard's HParams tab (tensorboard/hparams): the run's command-line overrides
+        (a trial's: its sampled parameters and the study's fixed values) against its final
+        numbers, so that `tensorboard --logdir outputs/sweeps/NAME` compares a study's trials."""
+        overrides = self.path / ".hydra" / "overrides.yaml"
+        try:
+            import yaml
+
+            pairs = [str(o).split("=", 1) for o in yaml.safe_load(overrides.read_text()) or []]
+        except (OSError, ValueError):
+            pairs = []
+        params = {k.lstrip("+~"): hparam_value(v) for k, v in (p for p in pairs if len(p) == 2)}
+        params.pop("hydra.run.dir", None)
+        numbers = {f"hparams/{k}": v for k, v in metrics.items() if v is not None}
+        self.tensorboard.add_hparams(params or {"run": self.path.name}, numbers, run_name="hparams")
+
     def close(self, score: float, step: int) -> None:
         if self.tensorboard is not None:
             self.tensorboard.add_scalar("score", score, step)
@@ -215,6 +231,17 @@ class RunFolder:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write(self.checkpoint_path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
+
+
+def hparam_value(text: str) -> float | str | bool:
+    """An override's value as TensorBoard's HParams take it: a number or a bool where it reads
+    as one, else the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2) -> torch.Tensor:

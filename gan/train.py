@@ -560,6 +560,12 @@ def finish(
         quality=quality,
         finished_at=now_iso(),
     )
+    try:
+        q = quality or {}
+        metrics = {"score": score, "swd": q.get("swd"), "diversity": q.get("diversity")}
+        folder.log_hparams({**metrics, "steps_done": float(step)})
+    except Exception as e:  # noqa: BLE001 - TensorBoard's extra view must not fail a run
+        log.warning("Could not log the run's hparams to TensorBoard: %s", e)
     folder.close(score, step)
     log.info(
         "%s after %d/%d steps: score %.4f%s%s (%.1f s, %.0f img/s)",

@@ -45,6 +45,8 @@ def test_run_writes_the_whole_run_folder(tmp_path, cache_dir):
         "samples/step_000010.png",
         "samples/final.png",
         "checkpoints/last.pt",
+        "checkpoints/generator.pt",
+        ".pumpgan-claim",
         "summary.json",
         "curves.png",
     ):
@@ -71,6 +73,17 @@ def test_run_writes_the_whole_run_folder(tmp_path, cache_dir):
     diversity = events.Scalars("quality/diversity")
     assert [e.step for e in diversity][:3] == [0, 10, 20]
     assert diversity[-1].value == pytest.approx(summary["quality"]["diversity"], abs=1e-3)
+    # TensorBoard's HParams tab: the overrides against the final numbers
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    hparams = EventAccumulator(str(run / "tensorboard" / "hparams"))
+    hparams.Reload()
+    assert hparams.Scalars("hparams/score")[0].value == summary["score"]
+    assert hparams.Scalars("hparams/swd")[0].value == pytest.approx(summary["quality"]["swd"])
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        hparams.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    ).session_start_info.hparams
+    assert start["model"].string_value == "tiny" and start["train.steps"].number_value == 30
 
 
 @pytest.mark.slow
