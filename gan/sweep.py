@@ -6,8 +6,13 @@ differently from that plugin:
 
 - the study lives in `optuna.db` in the sweep folder (or `hydra.sweeper.storage`), under a stable
   name, and re-running the same command continues it up to `n_trials` in total;
-- trial N runs in folder `N` of the sweep folder, so a rerun never overwrites a trial folder,
-  and every run folder's summary.json names its study and trial;
+- the study records its search space and fixed settings at its first sweep, and a sweep with
+  others is refused before it asks for a trial, naming what differs (`keep_settings`);
+- trial N runs in folder `N` of the sweep folder, so a rerun never overwrites a trial folder
+  (a trial whose folder exists fails instead), and every run folder's summary.json names its
+  study and trial;
+- the sampler is seeded per trial, with the study's seed + the trial number (`TrialSampler`),
+  so several sweep processes on one study never draw alike by sharing a seed;
 - trials that a killed sweep left RUNNING are marked failed at the next start and their
   parameters are queued again: at once when the sweep ran on this host and its process is gone,
   and after `gan.score.STALE_AFTER_S` without a heartbeat when it ran anywhere else (several
@@ -28,19 +33,28 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import optuna
+import sqlalchemy.exc
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
+from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, RunMode, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
 from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import BaseDistribution
-from optuna.trial import TrialState
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
+from optuna.trial import FrozenTrial, TrialState
 
 from gan import interrupts
 from gan.runfolder import RunFolder, atomic_write
@@ -55,6 +69,14 @@ HEARTBEAT = "pumpgan_heartbeat"  # user attr: unix time, renewed while the trial
 # which breaks ties between equal scores (gan.score.rank_key), and its final grid's diversity
 SWD, DIVERSITY = "swd", "diversity"
 HEARTBEAT_S = 30.0  # how often a sweep renews the heartbeats of its running trials
+# user attr of a trial that was created but never launched (why): it counts toward nothing
+NOT_RUN = "not_run"
+# study user attrs: the search space (Optuna's JSON of each distribution) and the fixed settings
+# (dotted key -> value) of the study's first sweep, which every later sweep of it must repeat
+SPACE, SETTINGS = "pumpgan_search_space", "pumpgan_settings"
+# config keys that say where or how fast a trial runs, not what it computes: neither recorded
+# nor compared (the machines of one study may differ in them)
+NOT_SETTINGS = ("hydra", "hardware", "resume", "data.cache_dir")
 
 
 def study_name(sweeper_cfg: Any) -> str:
@@ -124,14 +146,13 @@ class StudySweeper(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> None:
         space, fixed = search_space([f"{k}={v}" for k, v in self.params.items()] + arguments)
-        sampler = self._make_sampler(space, trials_so_far(self.study_name, self.storage))
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            sampler=sampler,
-            direction=self.direction,
-            load_if_exists=True,
-        )
+        cfg = cast(dict[str, Any], OmegaConf.to_container(self.sampler_cfg))
+        self.sampler, grid_size = make_sampler(cfg, space)
+        if grid_size is not None:
+            self.n_trials = min(self.n_trials, grid_size)
+        study = open_study(self.study_name, self.storage, self.sampler, self.direction)
+        assert self.config is not None
+        keep_settings(study, self.storage, space, study_settings(self.config, space))
         requeued = fail_stale_trials(study)
         finished = trials_used(study)
         log.info(
@@ -145,8 +166,9 @@ class StudySweeper(Sweeper):
         )
         if finished >= self.n_trials:
             log.info(
-                "Nothing to do: the study already has its %d trials. For a new study "
-                "choose another hydra.sweep.dir (or hydra.sweeper.study_name).",
+                "Nothing to do: the study already has its %d trials. For a new study choose "
+                "another hydra.sweep.dir (and, with a shared hydra.sweeper.storage, another "
+                "hydra.sweeper.study_name).",
                 self.n_trials,
             )
         n_jobs = self.n_jobs
@@ -157,8 +179,10 @@ class StudySweeper(Sweeper):
                 n_jobs,
             )
             n_jobs = 1
-        if n_jobs > 1 and not any(k.startswith("hardware.threads") for k in fixed):
-            # split the cores between concurrent trials rather than oversubscribing them
+        # trials at once on this machine (joblib, submitit_local): split its cores between them
+        # rather than oversubscribing them; Slurm gives each trial the cores of its own job
+        local = type(self.launcher).__name__ != "SlurmLauncher"
+        if n_jobs > 1 and local and not any(k.startswith("hardware.threads") for k in fixed):
             fixed["hardware.threads"] = max(1, (os.cpu_count() or 1) // n_jobs)
         self.failures = 0
         self.errors: list[BaseException] = []
@@ -234,14 +258,28 @@ class StudySweeper(Sweeper):
                     return
                 if trials_used(study) >= self.n_trials:
                     return
-                trial = study.ask(space)
-                trial.set_user_attr(OWNER, owner())
-                trial.set_user_attr(HEARTBEAT, time.time())
+                try:
+                    trial = start_trial(study, self.sampler, space, self.sweep_dir)
+                    if taken_before(study, trial.number) >= self.n_trials:
+                        # another sweep process asked at the same moment and got the last one
+                        abandon(study, trial.number, "the study's n_trials were all taken")
+                        log.info("trial %d not run: the study's n_trials are taken", trial.number)
+                        return
+                except Exception as e:  # noqa: BLE001 - a broken study stops the sweep
+                    self.errors.append(e)
+                    return
                 self.running.add(trial.number)
                 overrides = [f"{k}={v}" for k, v in {**trial.params, **fixed}.items()]
-                trial.set_user_attr("run_dir", str(self.sweep_dir / str(trial.number)))
+            run_dir = self.sweep_dir / str(trial.number)
             log.info("trial %d: %s", trial.number, " ".join(overrides))
             try:
+                if run_dir.exists():
+                    raise FileExistsError(
+                        f"trial {trial.number}'s folder {run_dir} already exists (another "
+                        "study, or a deleted optuna.db, used this sweep folder); the trial is not "
+                        "run, so that the folder is not overwritten. Give each study its own "
+                        "hydra.sweep.dir"
+                    )
                 (ret,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
                 score, error = float(ret.return_value), None
             except KeyboardInterrupt:
@@ -299,20 +337,6 @@ class StudySweeper(Sweeper):
                     except Exception as e:  # noqa: BLE001 - a missed beat must not end a sweep
                         log.warning("could not renew the heartbeat of trial %d: %s", number, e)
 
-    def _make_sampler(
-        self, space: dict[str, BaseDistribution], done: int
-    ) -> optuna.samplers.BaseSampler:
-        cfg = cast(dict[str, Any], OmegaConf.to_container(self.sampler_cfg))
-        if cfg.get("seed") is not None and done:
-            # a continued study must not replay the seeded sampler's first suggestions
-            cfg["seed"] += done
-        sampler = instantiate(cfg, _execution_whitelist_=("optuna.samplers.*",))
-        if isinstance(sampler, functools.partial):  # GridSampler: its grid is the search space
-            grid = {name: grid_choices(d) for name, d in space.items()}
-            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
-            sampler = sampler(grid)
-        return sampler
-
     def _report_trial(self, study: optuna.Study, number: int, score: float) -> None:
         best = best_trial(study)
         log.info(
@@ -349,6 +373,191 @@ class StudySweeper(Sweeper):
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
 
 
+class TrialSampler(optuna.samplers.BaseSampler):
+    """The study's sampler, built afresh for each trial by `build(trial number)` and given every
+    call about that trial. `make_sampler` seeds it with the study's seed + the trial number: the
+    storage gives each trial of a study its own number, so sweep processes that share a study
+    never draw alike by sharing a seed, and a trial's draw does not depend on which process, or
+    how many trials before it, asked for it."""
+
+    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler]) -> None:
+        self.build = build
+        # the trial of the latest call, and its sampler (study.ask starts with before_trial)
+        self.number: int | None = None
+        self.sampler: optuna.samplers.BaseSampler | None = None
+
+    def _of(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        if self.sampler is None or trial.number != self.number:
+            self.number, self.sampler = trial.number, self.build(trial.number)
+        return self.sampler
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._of(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._of(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._of(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._of(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Any,
+    ) -> None:
+        self._of(trial).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        if self.sampler is not None:
+            self.sampler.reseed_rng()
+
+
+def make_sampler(
+    cfg: dict[str, Any], space: dict[str, BaseDistribution]
+) -> tuple[TrialSampler, int | None]:
+    """The sampler of `hydra.sweeper.sampler` seeded per trial (seed + trial number), and for
+    the grid sampler the size of its grid (None for the others). The grid sampler is built once:
+    its seed shuffles the grid, and it gives trial N the Nth point of it, which no other trial
+    gets."""
+    seed = cfg.get("seed")
+
+    def build(number: int) -> Any:
+        seeded = cfg if seed is None else {**cfg, "seed": seed + number}
+        return instantiate(seeded, _execution_whitelist_=("optuna.samplers.*",))
+
+    sampler = build(0)
+    if isinstance(sampler, functools.partial):  # GridSampler: its grid is the search space
+        grid = {name: grid_choices(d) for name, d in space.items()}
+        grid_sampler = sampler(grid)
+        return TrialSampler(lambda number: grid_sampler), math.prod(map(len, grid.values()))
+    return TrialSampler(build), None
+
+
+def open_study(
+    name: str, storage: str, sampler: optuna.samplers.BaseSampler, direction: Any
+) -> optuna.Study:
+    """The study, created if it is new. Sweep processes that start together on a new database
+    race to create its tables and the study; the losers try again."""
+    create = functools.partial(
+        optuna.create_study,
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        direction=direction,
+        load_if_exists=True,
+    )
+    for wait in (0.5, 1.0, 2.0, 4.0):
+        try:
+            return create()
+        except sqlalchemy.exc.SQLAlchemyError:
+            time.sleep(wait)
+    return create()
+
+
+class ChangedStudy(CompactHydraException):
+    """A sweep whose search space or fixed settings differ from those its study started with."""
+
+
+def study_settings(config: DictConfig, space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    """The fixed settings of a sweep's trials: the composed config (the study's values and the
+    fixed overrides applied), as dotted key -> value, less the swept keys and NOT_SETTINGS."""
+    task = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
+    values = flatten(cast(dict[str, Any], OmegaConf.to_container(task, resolve=True)))
+    skipped = (*NOT_SETTINGS, *space)
+    settings = {
+        k: v for k, v in values.items() if not any(k == s or k.startswith(f"{s}.") for s in skipped)
+    }
+    return cast(dict[str, Any], json.loads(json.dumps(settings)))  # as the storage returns it
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def keep_settings(
+    study: optuna.Study,
+    storage: str,
+    space: dict[str, BaseDistribution],
+    settings: dict[str, Any],
+) -> None:
+    """Record the search space and fixed settings of a study's first sweep in the study; raise
+    ChangedStudy, naming what differs, for a later sweep with others (its trials would not
+    compare with the study's)."""
+    new = {SPACE: {k: distribution_to_json(d) for k, d in space.items()}, SETTINGS: settings}
+    old = study.user_attrs
+    if SPACE not in old:
+        for attr, value in new.items():
+            study.set_user_attr(attr, value)
+        old = study.user_attrs  # a sweep that recorded others at the same moment may have won
+    changes = changed_settings(old.get(SPACE, {}), old.get(SETTINGS, {}), new[SPACE], settings)
+    if changes:
+        raise ChangedStudy(
+            f"Study {study.study_name!r} in {storage} was started with other settings than this "
+            f"sweep's, so their trials would not compare: {'; '.join(changes)}. To continue the "
+            "study, rerun it with its own settings. For a new study, choose a new hydra.sweep.dir "
+            "(a new folder has a new optuna.db), or, where the study lives in "
+            "hydra.sweeper.storage, a new hydra.sweeper.study_name together with a new "
+            "hydra.sweep.dir."
+        )
+
+
+def changed_settings(
+    old_space: dict[str, str],
+    old_settings: dict[str, Any],
+    new_space: dict[str, str],
+    new_settings: dict[str, Any],
+) -> list[str]:
+    """`key: old -> new` for each swept key whose distribution differs, then for each fixed
+    setting (not swept in either) whose value differs."""
+    spaces = [{k: json_to_distribution(v) for k, v in s.items()} for s in (old_space, new_space)]
+    changes = [
+        f"{k}: {describe(spaces[0].get(k))} -> {describe(spaces[1].get(k))}"
+        for k in sorted(spaces[0].keys() | spaces[1].keys())
+        if spaces[0].get(k) != spaces[1].get(k)
+    ]
+    unset = object()
+    swept = old_space.keys() | new_space.keys()
+    for k in sorted((old_settings.keys() | new_settings.keys()) - swept):
+        old, new = (s.get(k, unset) for s in (old_settings, new_settings))
+        if old != new:
+            shown = ["(not set)" if v is unset else json.dumps(v) for v in (old, new)]
+            changes.append(f"{k}: {shown[0]} -> {shown[1]}")
+    return changes
+
+
+def describe(dist: BaseDistribution | None) -> str:
+    """A distribution in the sweep syntax where it has one."""
+    if dist is None:
+        return "(not searched)"
+    if isinstance(dist, CategoricalDistribution):
+        return f"choice({', '.join(map(str, dist.choices))})"
+    if isinstance(dist, FloatDistribution) and dist.step is None:
+        interval = f"interval({dist.low}, {dist.high})"
+        return f"tag(log, {interval})" if dist.log else interval
+    return str(dist)
+
+
 def search_space(arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
     """Sweep overrides -> (Optuna distributions, fixed values); the plugin's syntax:
     `choice(a, b)`, `interval(lo, hi)`, `tag(log, interval(lo, hi))`, `range(a, b)`."""
@@ -374,15 +583,39 @@ def grid_choices(dist: BaseDistribution) -> list[Any]:
     raise ValueError(f"the grid sampler needs choice() or range() parameters, not {dist}")
 
 
-def trials_so_far(name: str, storage: str) -> int:
-    try:
-        return len(optuna.load_study(study_name=name, storage=storage).trials)
-    except KeyError:  # no such study yet
-        return 0
-
-
 def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def start_trial(
+    study: optuna.Study, sampler: TrialSampler, space: dict[str, BaseDistribution], sweep_dir: Path
+) -> optuna.Trial:
+    """Ask the study for a trial (`sampler` is the study's) and record its sweep process,
+    heartbeat and run folder. A trial that fails on the way is failed at once (`abandon`) and the
+    error raised: left RUNNING with no sweep process recorded, it would wait STALE_AFTER_S."""
+    sampler.number = None
+    try:
+        trial = study.ask(space)
+        trial.set_user_attr(OWNER, owner())
+        trial.set_user_attr(HEARTBEAT, time.time())
+        trial.set_user_attr("run_dir", str(sweep_dir / str(trial.number)))
+    except BaseException as e:
+        if sampler.number is not None:  # the trial study.ask created (its sampler's first call)
+            abandon(study, sampler.number, f"{type(e).__name__}: {e}")
+        raise
+    return trial
+
+
+def abandon(study: optuna.Study, number: int, why: str) -> None:
+    """Fail a trial that was never launched, with user attr NOT_RUN = why (it counts toward
+    nothing); the parameters of a queued trial (a retry) are queued again."""
+    trial = study.trials[number]
+    study._storage.set_trial_user_attr(trial._trial_id, NOT_RUN, why)
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    queued = trial.system_attrs.get("fixed_params")
+    if queued:
+        retry_of = {k: v for k, v in trial.user_attrs.items() if k == "retry_of"}
+        study.enqueue_trial(queued, user_attrs=retry_of, skip_if_exists=False)
 
 
 def beat(study: optuna.Study, number: int) -> None:
@@ -399,6 +632,10 @@ def is_stale(trial: optuna.trial.FrozenTrial, now: float) -> str | None:
     last = trial.user_attrs.get(HEARTBEAT)
     if isinstance(last, int | float) and now - last > STALE_AFTER_S:
         return f"no heartbeat from {t_host or 'its sweep'} for {now - last:.0f} s"
+    if last is None and trial.datetime_start is not None:  # its sweep died before recording it
+        age = now - trial.datetime_start.timestamp()
+        if age > STALE_AFTER_S:
+            return f"no sweep process recorded, started {age:.0f} s ago"
     return None
 
 
@@ -466,17 +703,25 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def trials_used(study: optuna.Study) -> int:
-    """Trials that count toward n_trials: finished, failed, or running (here or on another
-    machine), but not those a kill or Ctrl-C cut short, whose parameters run again."""
-    return sum(
-        t.state != TrialState.WAITING
-        and not (
-            t.state == TrialState.FAIL
-            and ("stale" in t.user_attrs or "interrupted" in t.user_attrs)
-        )
-        for t in study.get_trials(deepcopy=False)
+def counts(trial: FrozenTrial) -> bool:
+    """Whether a trial counts toward n_trials: finished, failed, or running (here or on another
+    machine), but not one a kill or Ctrl-C cut short, whose parameters run again, nor one that
+    was never launched."""
+    return trial.state != TrialState.WAITING and not (
+        trial.state == TrialState.FAIL
+        and any(k in trial.user_attrs for k in ("stale", "interrupted", NOT_RUN))
     )
+
+
+def trials_used(study: optuna.Study) -> int:
+    return sum(counts(t) for t in study.get_trials(deepcopy=False))
+
+
+def taken_before(study: optuna.Study, number: int) -> int:
+    """Trials that count toward n_trials and were created before trial `number`: a sweep that
+    asked for trial `number` while another process asked for the last one runs it only if this
+    is under n_trials."""
+    return sum(counts(t) for t in study.get_trials(deepcopy=False) if t.number < number)
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:

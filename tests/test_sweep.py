@@ -1,20 +1,23 @@
 """Sweeps end to end in subprocesses: Optuna studies on SQLite, kills, failures, Hydra grids."""
 
+import contextlib
 import csv
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from .conftest import run_cli, start_cli, wait_for_steps
+from .conftest import ROOT, TINY, run_cli, start_cli, wait_for_steps
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +43,54 @@ def states(study: optuna.Study) -> list[str]:
 
 def summary(path: Path) -> dict:
     return json.loads((path / "summary.json").read_text())
+
+
+def run_together(*commands: list[str], timeout: float = 300) -> list[tuple[int, int, str]]:
+    """`python run.py ARGS` for each ARGS, all started at once: (pid, exit status, output) each."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+    with contextlib.ExitStack() as stack:
+        outs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in commands]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "run.py"), *args],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+            )
+            for args, out in zip(commands, outs, strict=True)
+        ]
+        ended = []
+        for proc, out in zip(procs, outs, strict=True):
+            proc.wait(timeout=timeout)
+            out.seek(0)
+            ended.append((proc.pid, proc.returncode, out.read()))
+    return ended
+
+
+def check_shared_study(
+    study: optuna.Study, n_trials: int, runs: list[tuple[int, int, str]], sweep_dirs: list[Path]
+) -> None:
+    """What sweep processes that shared `study` (process i in sweep_dirs[i]) must have done:
+    together exactly n_trials complete trials, each process some of them, no parameters twice,
+    each trial in a folder of its own, written by that trial."""
+    for _, returncode, output in runs:
+        assert returncode == 0, output[-3000:]
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == n_trials
+    # the only others: trials asked at the same moment as the last one, never launched
+    assert all(t.state == TrialState.COMPLETE or "not_run" in t.user_attrs for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in done}) == n_trials
+    folder_of = {pid: d for (pid, _, _), d in zip(runs, sweep_dirs, strict=True)}
+    pids = [int(t.user_attrs["pumpgan_owner"].rpartition(":")[2]) for t in done]
+    assert set(pids) == set(folder_of)  # every process ran trials
+    for t, pid in zip(done, pids, strict=True):
+        run_dir = folder_of[pid] / str(t.number)
+        assert t.user_attrs["run_dir"] == str(run_dir)
+        assert summary(run_dir)["optuna"]["trial"] == t.number
+        assert summary(run_dir)["score"] == t.value
 
 
 def test_quick_sweep_records_every_trial(tmp_path, cache_dir):
@@ -198,6 +249,166 @@ def test_heartbeat_renews_running_trials_only(tmp_path):
     study.tell(0, 1.0)
     beat(study, 0)  # a finished trial is left as it is
     assert study.trials[0].state == TrialState.COMPLETE
+
+
+def test_a_running_trial_without_owner_is_reclaimed_after_the_timeout(tmp_path):
+    """A sweep that died between study.ask and recording itself left a RUNNING trial with no
+    owner and no heartbeat: stale once it is STALE_AFTER_S old."""
+    from gan.score import STALE_AFTER_S
+    from gan.sweep import is_stale
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study.ask()
+    now = time.time()
+    assert is_stale(study.trials[0], now) is None
+    why = is_stale(study.trials[0], now + STALE_AFTER_S + 60)
+    assert why is not None and why.startswith("no sweep process recorded, started 6")
+
+
+def test_a_trial_that_fails_to_start_is_failed_at_once(tmp_path):
+    """study.ask raises after creating its trial (here Optuna's own check of a parameter's
+    distribution): the trial is failed at once, not left RUNNING, and counts toward nothing."""
+    from gan.sweep import NOT_RUN, make_sampler, start_trial, trials_used
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=1.0
+        )
+    )
+    sampler, _ = make_sampler({"_target_": "optuna.samplers.RandomSampler", "seed": 0}, {})
+    study = optuna.load_study(study_name="s", storage=url, sampler=sampler)
+    changed = {"x": CategoricalDistribution(["a", "b"])}
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):
+        start_trial(study, sampler, changed, tmp_path)
+    assert states(study) == ["COMPLETE", "FAIL"]
+    assert "Cannot set different distribution kind" in study.trials[1].user_attrs[NOT_RUN]
+    assert trials_used(study) == 1
+
+
+def test_the_sampler_is_seeded_by_the_trial_number(tmp_path):
+    """Two sweep processes on one study (two Study objects on one storage, each with its own
+    sampler) never draw alike, and trial N draws the same whichever process asks for it; the
+    grid sampler gives each trial its own grid point."""
+    from gan.sweep import make_sampler
+
+    def ask_in_turns(db: Path, cfg: dict, space: dict, n: int) -> list[dict]:
+        studies = [
+            optuna.create_study(
+                study_name="s",
+                storage=f"sqlite:///{db}",
+                sampler=make_sampler(cfg, space)[0],
+                load_if_exists=True,
+            )
+            for _ in range(2)
+        ]
+        return [studies[i % 2].ask(space).params for i in range(n)]
+
+    tpe = {"_target_": "optuna.samplers.TPESampler", "seed": 0, "n_startup_trials": 5}
+    space = {"x": FloatDistribution(0, 1), "c": CategoricalDistribution(list(range(10)))}
+    first = ask_in_turns(tmp_path / "a.db", tpe, space, 4)
+    assert len({tuple(sorted(p.items())) for p in first}) == 4
+    assert ask_in_turns(tmp_path / "b.db", tpe, space, 4) == first
+    grid = {"_target_": "optuna.samplers.GridSampler", "_partial_": True, "seed": 0}
+    seeds = ask_in_turns(tmp_path / "grid.db", grid, {"seed": IntDistribution(0, 4)}, 5)
+    assert sorted(p["seed"] for p in seeds) == [0, 1, 2, 3, 4]
+    assert make_sampler(grid, {"seed": IntDistribution(0, 4)})[1] == 5
+
+
+def test_a_changed_study_is_refused_before_any_trial(tmp_path, cache_dir):
+    """A rerun of a sweep folder with another search space or other fixed settings stops before
+    it asks for a trial, naming what differs and the way out; the study is left as it was, and
+    the same settings (with other hardware) continue it."""
+    sweep = tmp_path / "sweep"
+    args = sweep_args(sweep, cache_dir, "sweep=quick", *TINY, "train.steps=10")
+    first = run_cli(*args, "hydra.sweeper.n_trials=1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    way_out = (
+        "To continue the study, rerun it with its own settings. For a new study, choose a new "
+        "hydra.sweep.dir (a new folder has a new optuna.db), or, where the study lives in "
+        "hydra.sweeper.storage, a new hydra.sweeper.study_name together with a new "
+        "hydra.sweep.dir."
+    )
+    for change, differs in (
+        ("optim.beta1=choice(0.5, 0.9)", "optim.beta1: interval(0.0, 0.9) -> choice(0.5, 0.9)"),
+        ("train.steps=20", "train.steps: 10 -> 20"),
+    ):
+        refused = run_cli(*args, "hydra.sweeper.n_trials=2", change)
+        assert refused.returncode == 1
+        assert refused.stderr.endswith(
+            f"Study 'quick' in sqlite:///{sweep / 'optuna.db'} was started with other settings "
+            f"than this sweep's, so their trials would not compare: {differs}. {way_out}\n"
+        ), refused.stderr[-3000:]
+        assert "Traceback" not in refused.stderr
+        assert states(load(sweep, "quick")) == ["COMPLETE"]
+    again = run_cli(*args, "hydra.sweeper.n_trials=2", "hardware.threads=1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert states(load(sweep, "quick")) == ["COMPLETE", "COMPLETE"]
+    assert "1 of 2 trials done" in (sweep / "sweep.log").read_text()
+
+
+def test_a_trial_whose_folder_exists_fails_and_the_sweep_goes_on(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "notes.txt").write_text("not a trial of this study")
+    result = run_cli(
+        *sweep_args(
+            sweep,
+            cache_dir,
+            "sweep=quick",
+            *TINY,
+            "train.steps=10",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.max_failure_rate=0.5",
+        )
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert states(load(sweep, "quick")) == ["FAIL", "COMPLETE"]
+    assert [p.name for p in (sweep / "0").iterdir()] == ["notes.txt"]
+    assert f"trial 0's folder {sweep / '0'} already exists" in (sweep / "sweep.log").read_text()
+
+
+def test_two_sweeps_share_one_study(tmp_path, cache_dir):
+    """Two identical sweep commands started together on one folder (one SQLite study): the
+    study's n_trials between them, distinct parameters, a folder per trial."""
+    sweep = tmp_path / "sweep"
+    args = sweep_args(
+        sweep,
+        cache_dir,
+        "sweep=quick",
+        *TINY,
+        "hardware.threads=1",  # two processes on 2 cores: more threads than cores crawl
+        "train.steps=40",
+        "hydra.sweeper.n_trials=4",
+    )
+    runs = run_together(args, args)
+    check_shared_study(load(sweep, "quick"), 4, runs, [sweep, sweep])
+
+
+def test_submitit_local_runs_each_trial_as_a_job(tmp_path, cache_dir):
+    """hydra/launcher=submitit_local, as submitit_slurm runs trials on a cluster: each trial a
+    job in a process of its own, told to the study as it ends."""
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        *sweep_args(
+            sweep,
+            cache_dir,
+            "sweep=quick",
+            *TINY,
+            "train.steps=10",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra/launcher=submitit_local",
+        )
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load(sweep, "quick")
+    assert states(study) == ["COMPLETE", "COMPLETE"]
+    for t in study.trials:
+        assert summary(sweep / str(t.number))["score"] == t.value
+    # submitit's job folders, named by the jobs' process ids: one per trial
+    assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 2
 
 
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, cache_dir):
