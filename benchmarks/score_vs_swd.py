@@ -5,7 +5,7 @@ Reads every run folder under SWEEP_DIR (gan.compare's reader) and prints:
   (the score is higher-is-better and SWD lower-is-better, so agreement is a negative number);
 - the same among the runs the D means never stopped, and the SWD spread among the runs at 1.0;
 - the best run by SWD and the best by sample diversity among the runs at 1.0 (the old
-  tie-break), with --grids PATH writing their final grids side by side (best by SWD left).
+  tie-break), and the worst by SWD, with --grids PATH writing their final grids side by side.
 
     uv run python benchmarks/score_vs_swd.py outputs/sweeps/stability \
         --grids docs/stability_best_grids.png --plot docs/stability_score_swd.png
@@ -109,13 +109,14 @@ def main() -> None:
         return
     by_swd = min(at_one, key=lambda r: r.swd)  # type: ignore[arg-type, return-value]
     by_div = max(at_one, key=lambda r: r.diversity or 0.0)
-    for label, r in (("best by SWD", by_swd), ("best by diversity", by_div)):
+    worst = max(at_one, key=lambda r: r.swd)  # type: ignore[arg-type, return-value]
+    for label, r in (("best by SWD", by_swd), ("best by diversity", by_div), ("worst", worst)):
         print(f"{label}: {r.name} SWD {r.swd:.2f} diversity {r.diversity}")
     rank_of_div = sorted(at_one, key=lambda r: r.swd).index(by_div) + 1  # type: ignore[arg-type, return-value]
     print(f"the best by diversity ranks {rank_of_div} of {len(at_one)} by SWD")
     if args.grids:
-        side_by_side([by_swd, by_div], args.grids)
-        print(f"grids: {args.grids} (best by SWD left)")
+        side_by_side([by_swd, by_div, worst], args.grids)
+        print(f"grids: {args.grids} (best by SWD, best by diversity, worst by SWD at 1.0)")
 
 
 if __name__ == "__main__":
