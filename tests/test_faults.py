@@ -214,6 +214,42 @@ def test_a_full_disk_stops_the_run_with_one_message_and_its_checkpoint_intact(
     assert not [p for p in files if p.stat().st_size == 0]  # no empty grid or checkpoint
 
 
+# run.py with a disk that fills up at the third checkpoint, for machines where no tmpfs can be
+# mounted: the OSError a full disk raises, at the place the tmpfs test meets it most
+FULL_AT_THIRD_CHECKPOINT = """
+import errno, os, sys
+from gan.runfolder import RunFolder
+save, calls = RunFolder.save_checkpoint, []
+def save_checkpoint(self, state):
+    calls.append(state["step"])
+    if len(calls) == 3:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.checkpoint_path))
+    save(self, state)
+RunFolder.save_checkpoint = save_checkpoint
+from gan.cli import main
+sys.argv = ["run.py", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_write_error_mid_run_is_one_message_and_loses_no_checkpoint(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    args = [*TINY, "train.steps=100", f"data.cache_dir={cache_dir}", f"hydra.run.dir={run}"]
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_AT_THIRD_CHECKPOINT, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode == 1, text[-2000:]
+    assert f"could not write {run}/checkpoints/last.pt (No space left on device)" in text
+    assert "Traceback" not in text
+    assert summary(run)["status"] == "failed" and summary(run)["steps_done"] == 30
+    assert torch.load(run / "checkpoints/last.pt", weights_only=True)["step"] == 20
+
+
 def test_a_truncated_checkpoint_is_named(finished_run, tmp_path):
     damaged = tmp_path / "damaged"
     (damaged / "checkpoints").mkdir(parents=True)
