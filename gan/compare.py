@@ -35,6 +35,7 @@ from typing import Any, TypeGuard
 
 import yaml
 
+from gan.config import flatten
 from gan.score import STALE_AFTER_S, rank_key
 
 # keys that differ between runs without changing what is trained
@@ -180,16 +181,6 @@ def load_yaml(path: Path, kind: type) -> Any:
         warn(f"cannot read {path} ({type(e).__name__}); its values are shown as -")
         return kind()
     return data if isinstance(data, kind) else kind()
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def warn(message: str) -> None:

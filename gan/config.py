@@ -283,6 +283,17 @@ def validate(cfg: DictConfig | Config) -> None:
         )
 
 
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys: {"optim": {"gen_lr": 1}} -> {"optim.gen_lr": 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 # keys that older pumpgan versions wrote into a run's .hydra/config.yaml and that no longer exist
 # (a resumed run drops them from its saved config)
 REMOVED_KEYS = ("hardware.cpu_kernels",)

@@ -57,6 +57,7 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from gan import interrupts
+from gan.config import flatten
 from gan.runfolder import RunFolder, atomic_write
 from gan.score import STALE_AFTER_S, rank_key
 
@@ -483,16 +484,6 @@ def study_settings(config: DictConfig, space: dict[str, BaseDistribution]) -> di
         k: v for k, v in values.items() if not any(k == s or k.startswith(f"{s}.") for s in skipped)
     }
     return cast(dict[str, Any], json.loads(json.dumps(settings)))  # as the storage returns it
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def keep_settings(
