@@ -498,8 +498,10 @@ def keep_settings(
     new = {SPACE: {k: distribution_to_json(d) for k, d in space.items()}, SETTINGS: settings}
     old = study.user_attrs
     if SPACE not in old:
-        for attr, value in new.items():
-            study.set_user_attr(attr, value)
+        # SPACE last: it marks the record complete, so a sweep starting at the same moment never
+        # reads a search space without its settings
+        for attr in (SETTINGS, SPACE):
+            study.set_user_attr(attr, new[attr])
         old = study.user_attrs  # a sweep that recorded others at the same moment may have won
     changes = changed_settings(old.get(SPACE, {}), old.get(SETTINGS, {}), new[SPACE], settings)
     if changes:
