@@ -15,6 +15,8 @@ Policy: `augment.diffaugment`, a comma-separated list of the paper's three trans
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 POLICIES = ("color", "translation", "cutout")
@@ -25,7 +27,7 @@ def parse(policy: str) -> list[str]:
     return [p.strip() for p in policy.split(",") if p.strip()]
 
 
-def diff_augment(x: torch.Tensor, policy: list[str]) -> torch.Tensor:
+def diff_augment(x: torch.Tensor, policy: Sequence[str]) -> torch.Tensor:
     """x (B, C, H, W), images in [-1, 1], transformed by `policy` with fresh random draws."""
     for name in policy:
         x = TRANSFORMS[name](x)

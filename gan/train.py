@@ -247,7 +247,7 @@ def train_step(
     noises = [noise] if isinstance(noise, torch.Tensor) else list(noise)
 
     def seen(x: torch.Tensor) -> torch.Tensor:  # what D sees: DiffAugment'ed, if on
-        return diffaugment.diff_augment(x, list(obj.diffaugment)) if obj.diffaugment else x
+        return diffaugment.diff_augment(x, obj.diffaugment) if obj.diffaugment else x
 
     # (1) D: on real images and on G's (detached), e.g. maximise log D(x) + log(1 - D(G(z)))
     for k, (x, z) in enumerate(zip(reals, noises, strict=True)):
