@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import hydra
+import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -27,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan import interrupts
 from gan.config import UserError, drop_removed_keys
+from gan.pruning import TrialReporter
 from gan.runfolder import claim
 from gan.sweep import trial_of_job
 from gan.train import train
@@ -55,12 +57,20 @@ def run(cfg: DictConfig) -> float:
         if cfg.resume:
             cfg = resumed_config(cfg, list(hc.overrides.task))
         trial = trial_of_job(hc)
-        return train(
+        # in a study, every evaluation's SWD goes to the trial and its pruner (gan/pruning.py)
+        report = None
+        if trial and cfg.eval.every:
+            report = TrialReporter(**trial, pruner=hc.sweeper.get("pruner"))
+        score = train(
             cfg,
             Path(hc.runtime.output_dir),
             progress_bar=False if multirun else None,
             extra_summary={"optuna": trial} if trial else None,
+            on_eval=report,
         )
+        if report is not None and report.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned at step {report.pruned_at}")
+        return score
     except UserError as e:
         if multirun:
             raise  # the sweeper records the trial as failed and goes on

@@ -34,11 +34,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import optuna
 import sqlalchemy.exc
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.errors import CompactHydraException
@@ -46,7 +48,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, RunMode, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
-from omegaconf import DictConfig, OmegaConf
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -58,6 +61,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gan import interrupts
 from gan.config import flatten
+from gan.pruning import make_pruner
 from gan.runfolder import RunFolder, atomic_write
 from gan.score import STALE_AFTER_S, rank_key
 
@@ -80,6 +84,30 @@ SPACE, SETTINGS = "pumpgan_search_space", "pumpgan_settings"
 NOT_SETTINGS = ("hydra", "hardware", "resume", "data.cache_dir")
 
 
+@dataclass
+class StudySweeperConf(OptunaSweeperConf):
+    """`hydra/sweeper=optuna` as pumpgan reads it: the Optuna plugin's keys, with pumpgan's
+    sweeper as the target, plus
+
+    - `pruner`: one of optuna.pruners (`_target_` and its arguments), e.g. MedianPruner,
+      SuccessiveHalvingPruner, HyperbandPruner; runs with `eval.every` > 0 report their SWD to
+      their trial and stop when it says so (gan/pruning.py). Unset: nothing is pruned.
+    - `direction`: `maximize` (the score), or two directions, [maximize, minimize]: the score and
+      the SWD of each run, a Pareto front instead of a best trial.
+
+    Stored under the plugin's own name after the plugin's import, so that it replaces the
+    plugin's schema whichever of the two Hydra's plugin scan imports first."""
+
+    _target_: str = TARGET
+    direction: Any = "maximize"
+    pruner: Any = None
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="optuna", node=StudySweeperConf, provider="pumpgan"
+)
+
+
 def study_name(sweeper_cfg: Any) -> str:
     return sweeper_cfg.get("study_name") or "pumpgan"
 
@@ -100,6 +128,20 @@ def trial_of_job(hydra_cfg: Any) -> dict[str, Any] | None:
     }
 
 
+def directions(direction: Any) -> list[str]:
+    """`hydra.sweeper.direction` as a list of Optuna's names: one, or two for (score, SWD)."""
+    items = list(direction) if isinstance(direction, list | tuple | ListConfig) else [direction]
+    names = [str(getattr(d, "name", d)) for d in items]
+    ok = names in (["maximize"], ["minimize"], ["maximize", "minimize"])
+    if not ok:
+        raise ValueError(
+            f"hydra.sweeper.direction={names} is not a pumpgan study's: use maximize (the "
+            "stability score), or [maximize, minimize] for two objectives (the score and the "
+            "SWD, a Pareto front)"
+        )
+    return names
+
+
 class StudySweeper(Sweeper):
     def __init__(
         self,
@@ -112,11 +154,18 @@ class StudySweeper(Sweeper):
         max_failure_rate: float,
         custom_search_space: str | None,
         params: DictConfig | None,
+        pruner: Any = None,
     ) -> None:
         if custom_search_space:
             raise ValueError("hydra.sweeper.custom_search_space is not supported by pumpgan")
         self.sampler_cfg = sampler
-        self.direction = getattr(direction, "name", direction)
+        self.directions = directions(direction)
+        if pruner is not None and len(self.directions) > 1:
+            raise ValueError(
+                "hydra.sweeper.pruner is set for a two-objective study: Optuna's pruners work on "
+                "one objective only. Remove the pruner, or keep one direction."
+            )
+        self.pruner_cfg = pruner
         self.n_trials, self.n_jobs = n_trials, max(1, n_jobs)
         self.max_failure_rate = max_failure_rate
         self.params: dict[str, Any] = {str(k): v for k, v in (params or {}).items()}
@@ -151,7 +200,8 @@ class StudySweeper(Sweeper):
         self.sampler, grid_size = make_sampler(cfg, space)
         if grid_size is not None:
             self.n_trials = min(self.n_trials, grid_size)
-        study = open_study(self.study_name, self.storage, self.sampler, self.direction)
+        pruner = make_pruner(self.pruner_cfg)
+        study = open_study(self.study_name, self.storage, self.sampler, self.directions, pruner)
         assert self.config is not None
         keep_settings(study, self.storage, space, study_settings(self.config, space))
         requeued = fail_stale_trials(study)
@@ -273,6 +323,7 @@ class StudySweeper(Sweeper):
                 overrides = [f"{k}={v}" for k, v in {**trial.params, **fixed}.items()]
             run_dir = self.sweep_dir / str(trial.number)
             log.info("trial %d: %s", trial.number, " ".join(overrides))
+            summary: dict[str, Any] = {}
             try:
                 if run_dir.exists():
                     raise FileExistsError(
@@ -282,7 +333,10 @@ class StudySweeper(Sweeper):
                         "hydra.sweep.dir"
                     )
                 (ret,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
-                score, error = float(ret.return_value), None
+                summary = read_summary(run_dir)
+                # a pruned run raised optuna.TrialPruned: its summary says it was pruned
+                pruned = summary.get("status") == "pruned"
+                score, error = (None if pruned else float(ret.return_value)), None
             except KeyboardInterrupt:
                 interrupts.clear()
                 with self.lock:
@@ -300,14 +354,25 @@ class StudySweeper(Sweeper):
                     requeue(study, trial.number, reason="interrupted")
                     write_trials_csv(study, self.sweep_dir / "trials.csv")
                     return
-                if error is None and score is not None and math.isfinite(score):
-                    quality = read_summary(self.sweep_dir / str(trial.number)).get("quality")
-                    for attr in (SWD, DIVERSITY):
-                        if isinstance(quality, dict) and attr in quality:
-                            trial.set_user_attr(attr, quality[attr])
-                    tell(study, trial.number, score)
-                    self._report_trial(study, trial.number, score)
+                quality = summary.get("quality")
+                for attr in (SWD, DIVERSITY):
+                    if isinstance(quality, dict) and attr in quality:
+                        trial.set_user_attr(attr, quality[attr])
+                values = None if score is None else objectives(study, score, quality)
+                if error is None and score is None:  # pruned
+                    tell(study, trial.number, None, TrialState.PRUNED)
+                    log.info(
+                        "trial %d: pruned at step %s (SWD %s)",
+                        trial.number,
+                        summary.get("pruned_at"),
+                        quality.get(SWD) if isinstance(quality, dict) else None,
+                    )
+                elif error is None and values is not None and all(map(math.isfinite, values)):
+                    tell(study, trial.number, values)
+                    self._report_trial(study, trial.number, values)
                 else:
+                    if error is None:
+                        error = ValueError(f"the run returned no finite objective values: {values}")
                     tell(study, trial.number, None)
                     self.failures += 1
                     log.warning(
@@ -338,12 +403,21 @@ class StudySweeper(Sweeper):
                     except Exception as e:  # noqa: BLE001 - a missed beat must not end a sweep
                         log.warning("could not renew the heartbeat of trial %d: %s", number, e)
 
-    def _report_trial(self, study: optuna.Study, number: int, score: float) -> None:
+    def _report_trial(self, study: optuna.Study, number: int, values: list[float]) -> None:
+        if study._is_multi_objective():
+            front = sorted(t.number for t in study.best_trials)
+            log.info(
+                "trial %d: score %.4f, SWD %.2f | Pareto front so far: trials %s",
+                number,
+                *values,
+                front,
+            )
+            return
         best = best_trial(study)
         log.info(
             "trial %d: score %.4f | best so far: trial %d, score %.4f, %s",
             number,
-            score,
+            values[0],
             best.number,
             best.value,
             best.params,
@@ -354,23 +428,32 @@ class StudySweeper(Sweeper):
         if done == 0:
             log.warning("No trial completed; see the run folders under %s", self.sweep_dir)
             return
-        best = best_trial(study)
-        log.info(
-            "Study %r: %d trials complete, %d failed. Best: trial %d, score %.4f, %s",
-            self.study_name,
-            done,
-            count(study, TrialState.FAIL),
-            best.number,
-            best.value,
-            best.params,
-        )
-        results = {
-            "study": self.study_name,
-            "storage": self.storage,
-            "best_trial": best.number,
-            "best_value": best.value,
-            "best_params": best.params,
-        }
+        counts = (done, count(study, TrialState.PRUNED), count(study, TrialState.FAIL))
+        results: dict[str, Any] = {"study": self.study_name, "storage": self.storage}
+        if study._is_multi_objective():
+            front = pareto_front(study)
+            log.info(
+                "Study %r: %d trials complete, %d pruned, %d failed. Pareto front (score, SWD): %s",
+                self.study_name,
+                *counts,
+                "; ".join(f"trial {t.number} {t.values[0]:.4f}, {t.values[1]:.2f}" for t in front),
+            )
+            results["pareto_front"] = [
+                {"trial": t.number, "score": t.values[0], "swd": t.values[1], "params": t.params}
+                for t in front
+            ]
+        else:
+            best = best_trial(study)
+            log.info(
+                "Study %r: %d trials complete, %d pruned, %d failed. Best: trial %d, score %.4f, "
+                "%s",
+                self.study_name,
+                *counts,
+                best.number,
+                best.value,
+                best.params,
+            )
+            results.update(best_trial=best.number, best_value=best.value, best_params=best.params)
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
 
 
@@ -450,16 +533,23 @@ def make_sampler(
 
 
 def open_study(
-    name: str, storage: str, sampler: optuna.samplers.BaseSampler, direction: Any
+    name: str,
+    storage: str,
+    sampler: optuna.samplers.BaseSampler,
+    directions: list[str],
+    pruner: optuna.pruners.BasePruner | None = None,
 ) -> optuna.Study:
     """The study, created if it is new. Sweep processes that start together on a new database
-    race to create its tables and the study; the losers try again."""
+    race to create its tables and the study; the losers try again. The pruner is the one the
+    runs rebuild (gan/pruning.py); the sampler sees it too (TPE samples a HyperbandPruner's
+    brackets apart)."""
     create = functools.partial(
         optuna.create_study,
         study_name=name,
         storage=storage,
         sampler=sampler,
-        direction=direction,
+        pruner=pruner,
+        directions=cast(list[Any], directions),
         load_if_exists=True,
     )
     for wait in (0.5, 1.0, 2.0, 4.0):
@@ -647,23 +737,40 @@ def fail_stale_trials(study: optuna.Study) -> int:
     return stale
 
 
-def tell(study: optuna.Study, number: int, score: float | None) -> None:
-    """Record a trial's score (None: failed). The grid sampler calls Study.stop() once its grid
-    is done, which raises outside Study.optimize; the sweep stops by its n_trials anyway."""
+def objectives(study: optuna.Study, score: float, quality: Any) -> list[float]:
+    """A run's values for its study: [score], or [score, SWD] in a two-objective study (a run
+    without an SWD gets NaN there, and fails)."""
+    if not study._is_multi_objective():
+        return [score]
+    value = quality.get(SWD) if isinstance(quality, dict) else None
+    return [score, float(value) if isinstance(value, int | float) else math.nan]
+
+
+def tell(
+    study: optuna.Study,
+    number: int,
+    values: list[float] | None,
+    state: TrialState = TrialState.COMPLETE,
+) -> None:
+    """Record a trial's values (None: failed, unless `state` is PRUNED). The grid sampler calls
+    Study.stop() once its grid is done, which raises outside Study.optimize; the sweep stops by
+    its n_trials anyway."""
     if study.trials[number].state.is_finished():
         log.warning(
-            "trial %d ended (score %s), but another sweep process had already marked it failed "
+            "trial %d ended (%s), but another sweep process had already marked it failed "
             "(no heartbeat for %.0f s); the result stays in its run folder only",
             number,
-            score,
+            values if values is not None else state.name,
             STALE_AFTER_S,
         )
         return
     try:
-        if score is None:
-            study.tell(number, state=TrialState.FAIL)
+        if values is not None:
+            study.tell(number, values)
+        elif state == TrialState.PRUNED:
+            study.tell(number, state=TrialState.PRUNED)
         else:
-            study.tell(number, score)
+            study.tell(number, state=TrialState.FAIL)
     except RuntimeError as e:
         if "Study.stop" not in str(e):
             raise
@@ -728,6 +835,12 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     )
 
 
+def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials no other complete trial beats on both the score and the SWD, best
+    score first."""
+    return sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
+
+
 def count(study: optuna.Study, *states: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
@@ -737,6 +850,8 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
     trial's run folder summary."""
     trials = study.get_trials(deepcopy=False)
     names = sorted({name for t in trials for name in t.distributions})
+    multi = study._is_multi_objective()
+    front = {t.number for t in study.best_trials} if multi else set()
     rows = []
     for t in trials:
         run_dir = t.user_attrs.get("run_dir", "")
@@ -750,14 +865,17 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
             [
                 t.number,
                 t.state.name,
-                t.value,
+                # a PRUNED trial's value in Optuna is its last intermediate value (-SWD)
+                t.values[0] if t.state == TrialState.COMPLETE else None,
                 summary.get("status"),
+                summary.get("steps_done"),
                 summary.get("collapsed_at"),
                 summary.get("reason"),
                 t.user_attrs.get(SWD),
                 t.user_attrs.get(DIVERSITY),
                 wall,
                 run_dir,
+                *([t.number in front] if multi else []),
                 *(t.params.get(n) for n in names),
             ]
         )
@@ -771,12 +889,14 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
                     "state",
                     "score",
                     "status",
+                    "steps_done",
                     "collapsed_at",
                     "reason",
                     "swd",
                     "diversity",
                     "wall_s",
                     "run_dir",
+                    *(["pareto_front"] if multi else []),
                     *names,
                 ]
             )

@@ -17,7 +17,7 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +50,13 @@ def train(
     run_dir: Path,
     progress_bar: bool | None = None,
     extra_summary: dict[str, Any] | None = None,
+    on_eval: Callable[[int, float], bool] | None = None,
 ) -> float:
     """Train one GAN into `run_dir` and return its score in [0, 1].
 
-    progress_bar: a tqdm bar (True) or plain log lines (False); default: a bar on a TTY."""
+    progress_bar: a tqdm bar (True) or plain log lines (False); default: a bar on a TTY.
+    on_eval: called with (step, SWD) at every `eval.every`; True stops the run there with status
+    `pruned` (gan.pruning.TrialReporter asks a study's pruner)."""
     validate(cfg)
     folder = RunFolder(run_dir)
     folder.check_new()
@@ -106,6 +109,8 @@ def train(
         ema.model.load_state_dict(resume_state["gen_ema"])
     shown = ema.model if ema is not None else gen  # the G of the grids, the SWD and the export
     step, status = start_step, "running"
+    evaluated: tuple[int, SWD] | None = None  # the latest evaluation during training
+    pruned_at: int | None = None
 
     def save_samples() -> None:
         quality = save_grid_of(folder, shown, fixed_noise, reference, step)
@@ -127,7 +132,7 @@ def train(
             if start_step == 0:
                 save_samples()
             stop = tracker.collapsed_at is not None and stop_on_collapse
-            while step < t.steps and not stop and not interrupts.pending():
+            while step < t.steps and not stop and pruned_at is None and not interrupts.pending():
                 # ---- a batch per D update: uint8 -> [-1, 1] -> augmented, all on the device
                 reals, noises = [], []
                 for _ in range(cfg.optim.n_critic):
@@ -152,7 +157,12 @@ def train(
                 if t.sample_every and step % t.sample_every == 0:
                     save_samples()
                 if cfg.eval.every and step % cfg.eval.every == 0:
-                    folder.append_eval(step, evaluation(shown))
+                    evaluated = (step, evaluation(shown))
+                    folder.append_eval(step, evaluated[1])
+                    # the last step's SWD is the run's result, not an intermediate value
+                    last = step == t.steps
+                    if on_eval is not None and not last and on_eval(step, evaluated[1]["swd"]):
+                        pruned_at = step
                 if checkpoint_due:
                     checkpoint()
             steps.flush(step)
@@ -163,8 +173,13 @@ def train(
                     "Interrupted at step %d: checkpoint saved; continue with resume=%s",
                     *(step, run_dir),
                 )
+            elif tracker.collapsed_at is not None:
+                status = "collapsed"
+            elif pruned_at is not None:
+                status = "pruned"
+                log.info("Pruned at step %d: the study's pruner stopped the trial", step)
             else:
-                status = "completed" if tracker.collapsed_at is None else "collapsed"
+                status = "completed"
         except BaseException as e:
             status = "failed"
             record_error(folder, e)
@@ -174,7 +189,9 @@ def train(
             wall_s, images_per_s = wall_before + steps.elapsed(), steps.images_per_s(step)
             grids = (fixed_noise, reference)
             finish(
-                folder, cfg, status, step, tracker, wall_s, images_per_s, shown, grids, evaluation
+                *(folder, cfg, status, step, tracker, wall_s, images_per_s, shown, grids),
+                evaluation,
+                evaluated,
             )
     if interrupts.pending():  # handled: a later run in this process starts afresh
         interrupts.clear()
@@ -510,18 +527,22 @@ def finish(
     gen: torch.nn.Module,
     grids: tuple[torch.Tensor, torch.Tensor],
     evaluation: Evaluation,
+    evaluated: tuple[int, SWD] | None = None,
 ) -> None:
-    """Final grid, SWD (of a run that completed or collapsed), curves and summary; each part is
-    tried on its own so a failure in one (or a second Ctrl-C) loses nothing else written.
-    grids: the fixed noise and the real images the grids' diversity is relative to."""
+    """Final grid, SWD (of a run that completed, collapsed or was pruned), curves and summary;
+    each part is tried on its own so a failure in one (or a second Ctrl-C) loses nothing else
+    written. grids: the fixed noise and the real images the grids' diversity is relative to.
+    evaluated: the latest evaluation during training, reused when it was at this step."""
     quality: dict[str, Any] | None = None
     try:
         quality = dict(save_grid_of(folder, gen, *grids, step, "final.png"))
     except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
         log.warning("Could not write the final sample grid: %s", e)
-    if quality is not None and status in ("completed", "collapsed") and cfg.eval.num_images:
+    ended = status in ("completed", "collapsed", "pruned")
+    if quality is not None and ended and cfg.eval.num_images:
         try:
-            quality.update(evaluation(gen))
+            at_step = evaluated is not None and evaluated[0] == step
+            quality.update(evaluated[1] if evaluated is not None and at_step else evaluation(gen))
             folder.log_quality(step, quality)
         except Exception as e:  # noqa: BLE001
             log.warning("Could not compute the final SWD: %s", e)
@@ -554,6 +575,7 @@ def finish(
         score=score,
         collapsed_at=collapsed_at,
         reason=tracker.reason,
+        pruned_at=step if status == "pruned" else None,
         steps_done=step,
         wall_s=round(wall_s, 3),
         images_per_s=round(images_per_s, 2),

@@ -1,0 +1,64 @@
+"""The run's side of a pruned study: report the SWD to the run's trial and ask the pruner.
+
+A run launched by gan.sweep.StudySweeper knows its study, storage and trial number (from
+Hydra's config, gan.sweep.trial_of_job), in the process the launcher gave it (basic, joblib,
+submitit). With `eval.every` > 0, every evaluation's SWD becomes an intermediate value of the
+trial, and the pruner of `hydra.sweeper.pruner` (rebuilt here: Optuna keeps pruners out of the
+storage) decides whether the run stops. The run then ends with status `pruned`, and the sweeper
+marks the trial PRUNED.
+
+Optuna compares intermediate values in the study's direction. A study that maximises the
+stability score gets -SWD, so that "higher is better" holds for its intermediate values too; a
+study that minimises gets the SWD itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from hydra.utils import instantiate
+
+# what `hydra.sweeper.pruner` may instantiate
+PRUNERS = ("optuna.pruners.*",)
+
+
+def make_pruner(cfg: Any) -> optuna.pruners.BasePruner:
+    """`hydra.sweeper.pruner` (a `_target_` of optuna.pruners); unset: one that never prunes
+    (the SWD is still reported, for Optuna's intermediate-values plot)."""
+    if cfg is None:
+        return optuna.pruners.NopPruner()
+    return instantiate(cfg, _execution_whitelist_=PRUNERS)
+
+
+class TrialReporter:
+    """Called with each evaluation of a run: reports its SWD to the trial, and returns True when
+    the pruner stops the run (`pruned_at` is then that step)."""
+
+    def __init__(self, study: str, storage: str, trial: int, pruner: Any) -> None:
+        self.study = optuna.load_study(
+            study_name=study,
+            storage=storage,
+            pruner=make_pruner(pruner),
+            sampler=optuna.samplers.RandomSampler(),  # unused: the trial is already sampled
+        )
+        if self.study._is_multi_objective():
+            raise ValueError(
+                "hydra.sweeper.pruner is set for a study with several directions; Optuna's "
+                "pruners work on single-objective studies only. Remove the pruner, or keep one "
+                "direction."
+            )
+        minimize = self.study.direction == optuna.study.StudyDirection.MINIMIZE
+        self.sign = 1.0 if minimize else -1.0
+        trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(
+            self.study._study_id, trial
+        )
+        self.trial = optuna.Trial(self.study, trial_id)
+        self.pruned_at: int | None = None
+
+    def __call__(self, step: int, swd: float) -> bool:
+        self.trial.report(self.sign * swd, step)
+        if self.trial.should_prune():
+            self.pruned_at = step
+            return True
+        return False
