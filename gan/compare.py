@@ -26,7 +26,6 @@ import math
 import os
 import shlex
 import sys
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +39,9 @@ from gan.score import STALE_AFTER_S, rank_key
 
 # keys that differ between runs without changing what is trained
 IGNORED = ("resume", "data.cache_dir")
-STATUSES = ("completed", "collapsed", "failed", "interrupted", "running", "unknown", "unreadable")
+STATUSES = (
+    "completed", "collapsed", "pruned", "failed", "interrupted", "running", "unknown", "unreadable"
+)  # fmt: skip
 MAX_POINTS = 2000  # per curve in the D-means chart
 CSV_TAIL = (
     "status", "score", "collapsed_at", "reason", "steps_done", "steps", "wall_s", "images_per_s",
@@ -106,9 +107,10 @@ class Run:
 
     @property
     def note(self) -> str:
-        if self.status in ("interrupted", "failed"):
+        if self.status in ("interrupted", "failed", "pruned"):
             done, steps = self.summary.get("steps_done"), self.summary.get("steps")
-            return f"stopped at {done}/{steps}" if is_number(done) and is_number(steps) else ""
+            how = "pruned" if self.status == "pruned" else "stopped"
+            return f"{how} at {done}/{steps}" if is_number(done) and is_number(steps) else ""
         if self.status != "running":
             return ""
         try:
@@ -242,29 +244,16 @@ def num(v: Any, spec: str) -> str:
 def table_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by the terminal table and the HTML one."""
     extra = ["trial"] * any(r.study for r in runs) + ["note"] * any(r.note for r in runs)
-    columns = [
-        "status",
-        "score",
-        "swd",
-        "collapsed_at",
-        "reason",
-        "diversity",
-        "steps",
-        "wall_s",
-        "images/s",
-    ]
-    headers = ["run", *keys, *columns, *extra]
+    columns = ["collapsed_at", "reason", "diversity", "steps", "wall_s", "images/s"]
+    # what decides the ranking first, then what differs between the runs, then the rest
+    headers = ["run", "status", "score", "swd", *keys, *columns, *extra]
     rows = []
     for r in runs:
         s = r.summary
         steps = f"{num(s.get('steps_done'), '.0f')}/{num(s.get('steps'), '.0f')}"
-        cells = [r.name, *(fmt(r.config[k]) if k in r.config else "-" for k in keys)]
-        cells += [
-            r.status,
-            num(r.score, ".4f"),
-            num(r.swd, ".2f"),
-            num(s.get("collapsed_at"), ".0f"),
-        ]
+        cells = [r.name, r.status, num(r.score, ".4f"), num(r.swd, ".2f")]
+        cells += [fmt(r.config[k]) if k in r.config else "-" for k in keys]
+        cells += [num(s.get("collapsed_at"), ".0f")]
         cells += [str(s.get("reason") or "-"), num(r.diversity, ".2f")]
         cells += [steps if steps != "-/-" else "-"]
         cells += [num(s.get("wall_s"), ".1f"), num(s.get("images_per_s"), ".0f")]
@@ -324,10 +313,9 @@ def write_csv(path: Path, runs: list[Run], keys: list[str]) -> None:
 class Study:
     name: str
     db: Path
-    n_trials: int
+    study: Any  # optuna.Study
     bounds: dict[str, tuple[float, float, bool]]  # numeric parameters: low, high, log
-    importances: dict[str, float] | None
-    skipped: str  # why there are no importances
+    confirm: list[dict[str, Any]]  # confirm.csv's rows, for a confirm study (gan/confirm.py)
 
 
 def study_db(run: Run) -> Path | None:
@@ -344,7 +332,8 @@ def load_studies(paths: list[Path], runs: list[Run]) -> dict[tuple[str, str], St
     """Every study in the optuna.db files below `paths` or above the runs, by (db, name)."""
     import optuna
     from optuna.distributions import FloatDistribution, IntDistribution
-    from optuna.trial import TrialState
+
+    from gan import confirm, studyplots
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dbs = {db.resolve() for p in paths for db in walk(p)[1]}
@@ -365,21 +354,13 @@ def load_studies(paths: list[Path], runs: list[Run]) -> dict[tuple[str, str], St
                 for name, d in t.distributions.items()
                 if isinstance(d, FloatDistribution | IntDistribution)
             }
-            complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-            importances, skipped = None, ""
-            try:
-                if complete < 2:
-                    raise ValueError(f"{complete} completed trial(s); at least 2 are needed")
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    importances = optuna.importance.get_param_importances(study)
-            except Exception as e:  # noqa: BLE001 - e.g. no completed trials, no varying params
-                skipped = f"{type(e).__name__}: {e}"
-                warn(f"no parameter importances for study {study.study_name} in {db}: {skipped}")
-            key = (str(db), study.study_name)
-            studies[key] = Study(
-                study.study_name, db, len(study.trials), bounds, importances, skipped
-            )
+            rows = []
+            if studyplots.is_confirm(study):
+                try:
+                    rows = confirm.read_csv(db.parent / confirm.CSV_NAME)
+                except OSError as e:
+                    warn(f"confirm study {study.study_name} in {db}: no {confirm.CSV_NAME} ({e})")
+            studies[(str(db), study.study_name)] = Study(study.study_name, db, study, bounds, rows)
     return studies
 
 
@@ -482,39 +463,51 @@ def read_d_means(path: Path) -> tuple[Any, Any, Any] | None:
 
 
 def plot_d_means(runs: list[Run]) -> bytes | None:
-    """Both D means of every run over steps, on the unhealthy bands [0, eps) and (1 - eps, 1] of
-    each score.eps the plotted runs were scored with (overlapping bands shade darker)."""
+    """Both D means of each run over steps, one small panel per run in the order given (best
+    first), on the unhealthy bands [0, eps) and (1 - eps, 1] of the run's score.eps; the best
+    run's panel framed green and the worst's red, so that 60 runs stay readable."""
     curves = [(r, c) for r in runs if (c := read_d_means(r.path / "metrics.csv")) is not None]
     if not curves:
         return None
     plt = pyplot()
     from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(12, 5))
-    colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
-    handles = [
-        Line2D([], [], color="black", label="D(x)"),
-        Line2D([], [], color="black", ls="--", label="D(G(z))"),
-    ]
-    if eps_values := sorted({r.eps for r, _ in curves if r.eps is not None}):
-        for eps in eps_values:
-            ax.axhspan(0, eps, color="grey", alpha=0.25, lw=0)
-            ax.axhspan(1 - eps, 1, color="grey", alpha=0.25, lw=0)
-        label = f"unhealthy (eps={', '.join(f'{eps:g}' for eps in eps_values)})"
-        handles.append(Line2D([], [], color="grey", alpha=0.4, lw=8, label=label))
-    for i, (run, (steps, real, fake)) in enumerate(curves):
-        colour = colours(i % colours.N)
-        ax.plot(steps, real, color=colour, lw=0.8)
-        ax.plot(steps, fake, color=colour, lw=0.8, ls="--")
-        handles.append(Line2D([], [], color=colour, label=plain(clip(run.name, 40, True))))
-    ax.set(ylim=(0, 1), xlabel="step", ylabel="mean D output", title="D(x) and D(G(z))")
-    ax.legend(
-        handles=handles,
-        fontsize=7,
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1),
-        ncol=math.ceil(len(handles) / 30),
+    ranked = sort_runs([r for r, _ in curves if r.score is not None])
+    best, worst = (ranked[0], ranked[-1]) if len(ranked) > 1 else (None, None)
+    ncols = min(len(curves), 4 if len(curves) <= 8 else 6 if len(curves) <= 24 else 10)
+    nrows = math.ceil(len(curves) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(2.1 * ncols, 1.55 * nrows + 0.5), sharey=True, squeeze=False
     )
+    for ax, (run, (steps, real, fake)) in zip(axes.flat, curves, strict=False):
+        if run.eps is not None:
+            ax.axhspan(0, run.eps, color="grey", alpha=0.3, lw=0)
+            ax.axhspan(1 - run.eps, 1, color="grey", alpha=0.3, lw=0)
+        ax.plot(steps, real, color="#1f77b4", lw=0.7)
+        ax.plot(steps, fake, color="#ff7f0e", lw=0.7)
+        name = "/".join(run.path.parts[-2:])
+        ax.set_title(
+            plain(f"{clip(name, 22, True)}\n{run.status} {num(run.score, '.2f')} "
+                  f"SWD {num(run.swd, '.0f')}"),
+            fontsize=6.5,
+        )  # fmt: skip
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=6, length=2)
+        frame = {id(best): "#15803d", id(worst): "#b91c1c"}.get(id(run))
+        if frame:
+            for spine in ax.spines.values():
+                spine.set(color=frame, lw=2.5)
+    for ax in list(axes.flat)[len(curves) :]:
+        ax.axis("off")
+    handles = [
+        Line2D([], [], color="#1f77b4", label="D(x)"),
+        Line2D([], [], color="#ff7f0e", label="D(G(z))"),
+        Line2D([], [], color="grey", alpha=0.4, lw=6, label="unhealthy (score.eps)"),
+        Line2D([], [], color="#15803d", lw=2.5, label="best run"),
+        Line2D([], [], color="#b91c1c", lw=2.5, label="worst run"),
+    ]
+    fig.legend(handles=handles, loc="upper center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (1.55 * nrows + 0.5)))
     return figure_png(fig)
 
 
@@ -583,7 +576,9 @@ gap:12px}.card{margin:0;border:1px solid #ddd;border-radius:4px;padding:6px;font
 overflow-wrap:anywhere}.card img{width:100%;image-rendering:pixelated}.empty{height:150px;
 display:flex;align-items:center;justify-content:center;background:#f1f1f1;color:#888}
 img.chart{max-width:100%}.bar{background:#4c78a8;height:10px}
-.completed{color:#15803d}.collapsed,.failed{color:#b91c1c}"""
+.completed{color:#15803d}.collapsed,.failed{color:#b91c1c}.pruned{color:#6b7280}
+tr.best td{background:#dcfce7;font-weight:600}.plots{display:flex;flex-wrap:wrap;gap:12px}
+.plots figure{margin:0}.plots img{max-width:620px}"""
 # click a header to sort by that column
 SCRIPT = """document.querySelectorAll("table.sortable th").forEach((th, i) => th.onclick = () => {
   const body = th.closest("table").tBodies[0];
@@ -650,19 +645,97 @@ def write_html(
         out.append(img_tag(png, title, "chart") if png else "<p class=note>nothing to plot</p>")
 
     for study in studies.values():
-        out.append(f"<h2>Parameter importances: study {e(study.name)}</h2>")
-        out.append(f"<p class=note>{e(str(study.db))}, {study.n_trials} trials</p>")
-        if not study.importances:
-            out.append(f"<p class=note>skipped: {e(study.skipped or 'no parameters')}</p>")
-            continue
-        out.append("<table><tr><th>parameter</th><th>importance</th><th></th></tr>")
-        for name, value in study.importances.items():
-            bar = f'<div class="bar" style="width:{200 * value:.0f}px"></div>'
-            out.append(f"<tr><td>{e(name)}</td><td>{value:.3f}</td><td>{bar}</td></tr>")
-        out.append("</table>")
+        out += study_section(study, runs)
     out.append(f"<script>{SCRIPT}</script></body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out), encoding="utf-8")
+
+
+def study_section(study: Study, runs: list[Run]) -> list[str]:
+    """HTML for one Optuna study: its trial counts, its Pareto front (two objectives) or its
+    confirmed settings (a confirm study), and Optuna's own plots (gan/studyplots.py)."""
+    from gan import studyplots
+
+    e = html.escape
+    trials = study.study.get_trials(deepcopy=False)
+    states = Counter(t.state.name.lower() for t in trials)
+    counted = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    out = [f"<h2>Study {e(study.name)}</h2>"]
+    out.append(f"<p class=note>{e(str(study.db))}: {len(trials)} trials ({e(counted)})</p>")
+    names = {
+        int(r.study["trial"]): r.name
+        for r in runs
+        if r.study and r.study.get("study") == study.name and study_db(r) == study.db
+    }
+    if study.study._is_multi_objective():
+        out.append("<h3>Pareto front: score (higher is better) against SWD (lower)</h3>")
+        if png := studyplots.pareto_plot(study.study, names):
+            out.append(img_tag(png, f"Pareto front of study {study.name}", "chart"))
+        out.append("<table><tr><th>trial</th><th>run</th><th>score</th><th>SWD</th>")
+        out.append("<th>parameters</th></tr>")
+        for t in sorted(study.study.best_trials, key=lambda t: (-t.values[0], t.values[1])):
+            params = ", ".join(f"{k}={fmt(v)}" for k, v in t.params.items())
+            cells = [str(t.number), names.get(t.number, "-"), f"{t.values[0]:.4f}"]
+            cells += [f"{t.values[1]:.2f}", params]
+            out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
+        out.append("</table>")
+    if study.confirm:
+        out += confirm_table(study)
+    plots, skipped = studyplots.optuna_plots(study.study)
+    out.append('<div class="plots">')
+    out += [
+        f"<figure><figcaption>{e(title)}</figcaption>{img_tag(png, title, 'chart')}</figure>"
+        for title, png in plots
+    ]
+    out.append("</div>")
+    out += [f"<p class=note>not drawn: {e(why)}</p>" for why in skipped]
+    return out
+
+
+def confirm_table(study: Study) -> list[str]:
+    """A confirm study's settings: the mean and spread of score and SWD over the seeds, beside
+    the study's single-seed values; the confirmed best highlighted."""
+    from gan import studyplots
+
+    e = html.escape
+    rows = study.confirm
+    best = next((r for r in rows if r.get("confirmed_best") is True), None)
+    out = ["<h3>Settings rerun over seeds</h3>"]
+    if best is None:
+        out.append("<p class=warn>No setting ran all its seeds without a collapse.</p>")
+    else:
+        out.append(
+            f"<p><b>Confirmed best: #{e(str(best['rank']))}, trial {e(str(best['trial']))} of "
+            f"the study</b>: SWD {num(best['swd_mean'], '.2f')} ± {num(best['swd_sd'], '.2f')} "
+            f"over {e(str(best['seeds_done']))} seeds, none collapsed.</p>"
+        )
+    headers = ["rank", "trial", "seeds", "collapsed", "score mean ± sd", "SWD mean ± sd"]
+    headers += ["SWD range", "study's score", "study's SWD", "parameters"]
+    out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>")
+    fixed = set(headers) | {
+        "study_score", "study_swd", "seeds_done", "collapsed_fraction", "score_mean",
+        "score_sd", "swd_mean", "swd_sd", "swd_min", "swd_max", "confirmed_best",
+    }  # fmt: skip
+    for r in rows:
+        params = ", ".join(f"{k}={fmt(v)}" for k, v in r.items() if k not in fixed)
+        cells = [
+            f"#{r['rank']}",
+            str(r["trial"]),
+            str(r["seeds_done"]),
+            num(r["collapsed_fraction"], ".0%"),
+            f"{num(r['score_mean'], '.4f')} ± {num(r['score_sd'], '.4f')}",
+            f"{num(r['swd_mean'], '.2f')} ± {num(r['swd_sd'], '.2f')}",
+            f"{num(r['swd_min'], '.2f')}-{num(r['swd_max'], '.2f')}",
+            num(r["study_score"], ".4f"),
+            num(r["study_swd"], ".2f"),
+            params,
+        ]
+        style = ' class="best"' if r is best else ""
+        out.append(f"<tr{style}>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    if png := studyplots.confirm_plot(study.study, rows):
+        out.append(img_tag(png, f"SWD per seed, study {study.name}", "chart"))
+    return out
 
 
 # ---- the command

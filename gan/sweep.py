@@ -59,6 +59,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from gan import confirm as confirming
 from gan import interrupts
 from gan.config import flatten
 from gan.pruning import make_pruner
@@ -94,6 +95,7 @@ class StudySweeperConf(OptunaSweeperConf):
       their trial and stop when it says so (gan/pruning.py). Unset: nothing is pruned.
     - `direction`: `maximize` (the score), or two directions, [maximize, minimize]: the score and
       the SWD of each run, a Pareto front instead of a best trial.
+    - `confirm`: rerun the best settings of another study over new seeds (gan/confirm.py).
 
     Stored under the plugin's own name after the plugin's import, so that it replaces the
     plugin's schema whichever of the two Hydra's plugin scan imports first."""
@@ -101,10 +103,11 @@ class StudySweeperConf(OptunaSweeperConf):
     _target_: str = TARGET
     direction: Any = "maximize"
     pruner: Any = None
+    confirm: confirming.ConfirmConf | None = None
 
 
 ConfigStore.instance().store(
-    group="hydra/sweeper", name="optuna", node=StudySweeperConf, provider="pumpgan"
+    group="hydra/sweeper", name="optuna", node=StudySweeperConf, provider="pumpgan", replace=True
 )
 
 
@@ -155,6 +158,7 @@ class StudySweeper(Sweeper):
         custom_search_space: str | None,
         params: DictConfig | None,
         pruner: Any = None,
+        confirm: Any = None,
     ) -> None:
         if custom_search_space:
             raise ValueError("hydra.sweeper.custom_search_space is not supported by pumpgan")
@@ -166,6 +170,7 @@ class StudySweeper(Sweeper):
                 "one objective only. Remove the pruner, or keep one direction."
             )
         self.pruner_cfg = pruner
+        self.confirm = confirm
         self.n_trials, self.n_jobs = n_trials, max(1, n_jobs)
         self.max_failure_rate = max_failure_rate
         self.params: dict[str, Any] = {str(k): v for k, v in (params or {}).items()}
@@ -196,6 +201,9 @@ class StudySweeper(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> None:
         space, fixed = search_space([f"{k}={v}" for k, v in self.params.items()] + arguments)
+        top: list[FrozenTrial] = []
+        if self.confirm is not None:
+            space, top, seeds = self._confirm_space(space)
         cfg = cast(dict[str, Any], OmegaConf.to_container(self.sampler_cfg))
         self.sampler, grid_size = make_sampler(cfg, space)
         if grid_size is not None:
@@ -204,6 +212,8 @@ class StudySweeper(Sweeper):
         study = open_study(self.study_name, self.storage, self.sampler, self.directions, pruner)
         assert self.config is not None
         keep_settings(study, self.storage, space, study_settings(self.config, space))
+        if top and not study.trials:  # a new confirm study: its trials, all known in advance
+            confirming.enqueue(study, top, seeds)
         requeued = fail_stale_trials(study)
         finished = trials_used(study)
         log.info(
@@ -258,6 +268,51 @@ class StudySweeper(Sweeper):
         self._report_end(study)
         if self.errors:
             raise self.errors[0]
+
+    def _confirm_space(
+        self, space: dict[str, BaseDistribution]
+    ) -> tuple[dict[str, BaseDistribution], list[FrozenTrial], list[int]]:
+        """For `hydra.sweeper.confirm`: the search space (the confirmed study's, and the seed),
+        the top settings and the seeds; n_trials becomes settings x seeds. Refused: a search
+        space of its own, or fixed settings other than the ones the study ran with."""
+        assert self.confirm is not None and self.config is not None
+        if space:
+            raise ValueError(
+                "hydra.sweeper.confirm reruns another study's settings and searches nothing, but "
+                f"this sweep searches {sorted(space)}. Remove hydra.sweeper.params and the "
+                "swept overrides (a,b / interval(...)) from the command."
+            )
+        source = confirming.load_source(self.confirm)
+        top = confirming.top_trials(source, self.confirm.top_k)
+        seeds = confirming.seed_values(int(self.config.seed), self.confirm.seeds)
+        space = confirming.confirm_space(top, seeds)
+        self.n_trials = len(top) * len(seeds)
+        recorded = source.user_attrs
+        if SPACE in recorded:
+            old_settings = {k: v for k, v in recorded.get(SETTINGS, {}).items() if k != "seed"}
+            new_space = {k: distribution_to_json(d) for k, d in space.items() if k != "seed"}
+            new_settings = study_settings(self.config, space)
+            changes = changed_settings(recorded[SPACE], old_settings, new_space, new_settings)
+            if changes:
+                raise ChangedStudy(
+                    f"Study {source.study_name!r} ran with other settings than this confirm "
+                    f"sweep's, so the reruns would not confirm it: {'; '.join(changes)}. Run "
+                    "the confirm sweep with the study's own settings (its sweeps/ file)."
+                )
+        else:
+            log.warning(
+                "Study %r recorded no settings (a pumpgan before 0a2b4ff): the confirm sweep "
+                "cannot check that it runs the study's fixed settings",
+                source.study_name,
+            )
+        log.info(
+            "Confirming the %d best settings of study %r (trials %s) over seeds %s",
+            len(top),
+            source.study_name,
+            [t.number for t in top],
+            seeds,
+        )
+        return space, top, seeds
 
     def _run_workers(
         self,
@@ -403,6 +458,30 @@ class StudySweeper(Sweeper):
                     except Exception as e:  # noqa: BLE001 - a missed beat must not end a sweep
                         log.warning("could not renew the heartbeat of trial %d: %s", number, e)
 
+    def _report_confirm(self, study: optuna.Study) -> dict[str, Any]:
+        """confirm.csv and the confirm sweep's lines in sweep.log; the confirmed best, for
+        optimization_results.yaml."""
+        assert self.confirm is not None
+        source = confirming.load_source(self.confirm)
+        found = confirming.settings(study, source, self.confirm.seeds, read_summary)
+        best = confirming.confirmed_best(found)
+        confirming.write_csv(self.sweep_dir / confirming.CSV_NAME, found, best)
+        for s in found:
+            log.info("%s", confirming.describe(s))
+        if best is None:
+            log.info("No setting ran all its seeds without a collapse: none is confirmed")
+            return {"confirmed_best": None}
+        row = best.row(True)
+        log.info(
+            "Confirmed best: #%d, trial %d of study %r, %s",
+            best.rank,
+            best.source.number,
+            source.study_name,
+            best.source.params,
+        )
+        keys = ("rank", "trial", "score_mean", "score_sd", "swd_mean", "swd_sd")
+        return {"confirmed_best": {**{k: row[k] for k in keys}, "params": best.source.params}}
+
     def _report_trial(self, study: optuna.Study, number: int, values: list[float]) -> None:
         if study._is_multi_objective():
             front = sorted(t.number for t in study.best_trials)
@@ -430,7 +509,9 @@ class StudySweeper(Sweeper):
             return
         counts = (done, count(study, TrialState.PRUNED), count(study, TrialState.FAIL))
         results: dict[str, Any] = {"study": self.study_name, "storage": self.storage}
-        if study._is_multi_objective():
+        if self.confirm is not None:
+            results.update(self._report_confirm(study))
+        elif study._is_multi_objective():
             front = pareto_front(study)
             log.info(
                 "Study %r: %d trials complete, %d pruned, %d failed. Pareto front (score, SWD): %s",

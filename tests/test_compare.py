@@ -158,7 +158,15 @@ def test_table_is_sorted_by_score_and_shows_only_differing_keys(tree, monkeypatc
     assert keys == ["optim.gen_lr", "model.spectral_norm"]  # not disc_lr, not data.cache_dir
     table = format_table(runs, keys).splitlines()
     header, rows, last = table[0], table[2:-1], table[-1]
-    assert header.split()[:3] == ["run", "optim.gen_lr", "model.spectral_norm"]
+    # what ranks the runs first, then the keys that differ
+    assert header.split()[:6] == [
+        "run",
+        "status",
+        "score",
+        "swd",
+        "optim.gen_lr",
+        "model.spectral_norm",
+    ]
     assert "trial" in header and "note" in header
     names = [row.split()[0] for row in rows]
     assert names == [
@@ -173,10 +181,10 @@ def test_table_is_sorted_by_score_and_shows_only_differing_keys(tree, monkeypatc
         "outputs/half",
         "outputs/killed",
     ]
-    assert rows[0].split()[1:3] == ["0.002", "-"]  # b lacks model.spectral_norm
+    assert rows[0].split()[4:6] == ["0.002", "-"]  # b lacks model.spectral_norm
     killed, half = rows[-1].split(), rows[-2].split()
-    assert killed[3:5] == ["running", "-"] and killed[-1] == "stale?"
-    assert half[3] == "unknown"
+    assert killed[1:3] == ["running", "-"] and killed[-1] == "stale?"
+    assert half[1] == "unknown"
     assert "quick:3" in rows[1] and "100/200" in rows[3] and "12.3" in rows[0]
     counts = "10 runs (7 completed, 1 collapsed, 1 running, 1 unknown)"
     assert last == f"{counts}, best: outputs/single/b score 1.0000"
@@ -214,11 +222,16 @@ def test_html_report_is_self_contained_and_escaped(report):
     assert parser.tags.count("script") == 1  # only the sorting script; the run name is text
     assert EVIL not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    # 9 sample cards (the half-started run has none) and the two charts
-    assert page.count('src="data:image/png;base64,') == 11
+    # 9 sample cards (the half-started run has none), the two charts, Optuna's 4 plots of study
+    # quick and the one it can draw of study lonely (a single trial)
+    assert page.count('src="data:image/png;base64,') == 16
     assert "no samples yet" in page and "latest samples: step_000100" in page
-    assert "Parameter importances: study quick" in page
-    assert "skipped: ValueError: 1 completed trial(s); at least 2 are needed" in page
+    quick = page.split("<h2>Study quick</h2>")[1].split("<h2>")[0]
+    for title in ("Optimisation history", "Slice", "Parallel coordinates", "Parameter importances"):
+        assert f"<figcaption>{title}</figcaption>" in quick
+    lonely = page.split("<h2>Study lonely</h2>")[1]
+    assert "1 trials (1 complete)" in lonely
+    assert "not drawn: Parameter importances: ValueError: nothing to draw" in lonely
     warnings = [w.split("</div>")[0] for w in page.split('class="warn">')[1:]]
     assert any("optim.gen_lr" in w and "upper edge of study quick" in w for w in warnings)
     assert "only some runs have model.spectral_norm" in stderr
@@ -299,8 +312,10 @@ def test_ties_in_score_are_broken_by_the_lower_swd(tmp_path):
 
 
 def test_the_chart_shades_each_runs_own_eps_band(tmp_path, monkeypatch):
-    """The unhealthy bands come from each run's score.eps (its .hydra/config.yaml), not from a
-    default: two runs scored with eps 0.03 and 0.1 give two bands; a run without a config none."""
+    """One panel per run, shaded with the run's own score.eps bands (its .hydra/config.yaml),
+    not a default: eps 0.03 and 0.1 give their bands; a run without a config none."""
+    import matplotlib.colors
+
     import gan.compare
 
     make_run(tmp_path / "a", 1e-3, 0.5)
@@ -317,9 +332,22 @@ def test_the_chart_shades_each_runs_own_eps_band(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gan.compare, "figure_png", keep)
     assert gan.compare.plot_d_means(runs) == b"png"
-    (ax,) = figures[0].axes
-    spans = sorted((round(p.get_y(), 3), round(p.get_y() + p.get_height(), 3)) for p in ax.patches)
-    assert spans == [(0.0, 0.03), (0.0, 0.1), (0.9, 1.0), (0.97, 1.0)]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "unhealthy (eps=0.03, 0.1)" in labels
+    panels = [ax for ax in figures[0].axes if ax.has_data()]
+    assert len(panels) == 3  # one per run, in the order given
+
+    def spans(ax) -> list[tuple[float, float]]:
+        return sorted(
+            (round(p.get_y(), 3), round(p.get_y() + p.get_height(), 3)) for p in ax.patches
+        )
+
+    assert spans(panels[0]) == [(0.0, 0.03), (0.97, 1.0)]
+    assert spans(panels[1]) == [(0.0, 0.1), (0.9, 1.0)]
+    assert spans(panels[2]) == []
+    # the best run (a: equal scores and SWDs, then by name) framed green, the worst (c) red
+    frames = [ax.spines["left"].get_edgecolor() for ax in panels]
+    hexes = [matplotlib.colors.to_hex(c) for c in frames]
+    assert hexes[0] == "#15803d" and hexes[2] == "#b91c1c"
+    assert hexes[1] not in ("#15803d", "#b91c1c")
+    labels = [t.get_text() for t in figures[0].legends[0].get_texts()]
+    assert "unhealthy (score.eps)" in labels and "best run" in labels
     gan.compare.pyplot().close("all")
