@@ -578,7 +578,8 @@ display:flex;align-items:center;justify-content:center;background:#f1f1f1;color:
 img.chart{max-width:100%}.bar{background:#4c78a8;height:10px}
 .completed{color:#15803d}.collapsed,.failed{color:#b91c1c}.pruned{color:#6b7280}
 tr.best td{background:#dcfce7;font-weight:600}.plots{display:flex;flex-wrap:wrap;gap:12px}
-.plots figure{margin:0}.plots img{max-width:620px}"""
+.plots figure{margin:0}.plots img{max-width:620px}.plots figure.wide{flex-basis:100%}
+.plots figure.wide img{max-width:100%}"""
 # click a header to sort by that column
 SCRIPT = """document.querySelectorAll("table.sortable th").forEach((th, i) => th.onclick = () => {
   const body = th.closest("table").tBodies[0];
@@ -683,10 +684,10 @@ def study_section(study: Study, runs: list[Run]) -> list[str]:
         out += confirm_table(study)
     plots, skipped = studyplots.optuna_plots(study.study)
     out.append('<div class="plots">')
-    out += [
-        f"<figure><figcaption>{e(title)}</figcaption>{img_tag(png, title, 'chart')}</figure>"
-        for title, png in plots
-    ]
+    for title, png in plots:  # the slice plot (a panel per parameter) gets the page's width
+        wide = ' class="wide"' if title == "Slice" else ""
+        out.append(f"<figure{wide}><figcaption>{e(title)}</figcaption>")
+        out.append(f"{img_tag(png, title, 'chart')}</figure>")
     out.append("</div>")
     out += [f"<p class=note>not drawn: {e(why)}</p>" for why in skipped]
     return out

@@ -19,7 +19,12 @@ differently from that plugin:
   machines can work on one study through a shared database);
 - with an out-of-process launcher (joblib, submitit), `n_jobs` trials run at once and each is
   told to Optuna as soon as it ends (no batches), with CPU threads split between them;
-- `trials.csv` is rewritten after every trial and the best-so-far is logged.
+- `trials.csv` is rewritten after every trial and the best-so-far is logged;
+- `pruner`: runs report their SWD to their trial and stop when Optuna's pruner says so
+  (gan/pruning.py), and their trials end PRUNED;
+- two directions make a two-objective study of (score, SWD), with a Pareto front;
+- `confirm`: rerun another study's best settings over new seeds (gan/confirm.py).
+The keys are StudySweeperConf's, stored as `hydra/sweeper=optuna`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ import contextlib
 import csv
 import io
 import json
+import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -236,6 +238,47 @@ def test_html_report_is_self_contained_and_escaped(report):
     assert any("optim.gen_lr" in w and "upper edge of study quick" in w for w in warnings)
     assert "only some runs have model.spectral_norm" in stderr
     assert "http" not in page.split("<body>")[1]  # no external assets
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_the_report_in_headless_chromium(report, tree, tmp_path):
+    """The report as a browser shows it: it renders, its script raises nothing, and clicks on
+    the score header sort the runs table by score."""
+    page = (tree.parent / "report.html").read_text()
+    shot = tmp_path / "report.png"
+    result = chromium(
+        "--window-size=1200,3000", f"--screenshot={shot}", (tree.parent / "report.html").as_uri()
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    with Image.open(shot) as image:
+        assert image.size == (1200, 3000)
+        assert len(image.convert("L").getcolors(maxcolors=4096) or range(4097)) > 50  # not blank
+    # a copy that clicks the score header once the report's own script has run
+    clicked = tmp_path / "clicked.html"
+    # twice: the first click sorts highest first (the order the table already has), the second
+    # lowest first
+    header = "document.querySelector('table.sortable th:nth-child(3)')"
+    click = f"<script>{header}.click(); {header}.click()</script>"
+    clicked.write_text(page.replace("</body>", click + "</body>"))
+    result = chromium("--enable-logging=stderr", "--v=0", "--dump-dom", clicked.as_uri())
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Uncaught" not in result.stderr
+    body = result.stdout.split('<table class="sortable">')[1].split("</table>")[0]
+    scores = [
+        float(m) if m != "-" else None
+        for m in re.findall(r"<tr><td>[^<]*</td><td[^>]*>[^<]*</td><td>([^<]*)</td>", body)
+    ]
+    numbers = [s for s in scores if s is not None]
+    assert len(scores) == 10 and numbers == sorted(numbers) and numbers[0] < numbers[-1]
 
 
 def test_unreadable_summary_is_listed(tmp_path, capsys):

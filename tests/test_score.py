@@ -141,3 +141,67 @@ def test_the_sweeper_picks_its_best_trial_by_rank_key(direction):
         trial = optuna.trial.create_trial(value=sign * score, user_attrs=attrs)
         study.add_trial(trial)
     assert best_trial(study).number == 2  # b_close_to_the_data
+
+
+def test_the_confirmed_best_is_the_best_mean_among_settings_that_never_collapsed():
+    """Setting #1 of the study has the lower mean SWD over its seeds, but one of them collapsed;
+    #2 never collapsed and is the confirmed best. #3 missed a seed, so it is not eligible."""
+    import statistics
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from gan import confirm
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {"optim.gen_lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    source = optuna.create_study(direction="maximize")
+    for lr, score, swd in (
+        (1e-3, 1.0, 20.0),
+        (2e-3, 1.0, 30.0),
+        (3e-3, 1.0, 35.0),
+        (4e-3, 0.2, 9.0),
+    ):
+        source.add_trial(
+            optuna.trial.create_trial(
+                params={"optim.gen_lr": lr},
+                distributions=space,
+                value=score,
+                user_attrs={"swd": swd},
+            )
+        )
+    top = confirm.top_trials(source, 3)
+    assert [t.number for t in top] == [0, 1, 2]  # score first, then the SWD
+    seeds = confirm.seed_values(0, 2)
+    assert seeds == [1, 2]
+    reruns = {  # source trial -> (score, SWD, collapsed) per seed
+        0: [(1.0, 18.0, False), (0.6, 22.0, True)],
+        1: [(1.0, 28.0, False), (1.0, 36.0, False)],
+        2: [(1.0, 25.0, False)],  # its second seed never finished
+    }
+    study = optuna.create_study(direction="maximize")
+    space_c = confirm.confirm_space(top, seeds)
+    summaries = {}
+    for number, runs in reruns.items():
+        for seed, (score, swd, collapsed) in zip(seeds, runs, strict=False):
+            run_dir = f"/runs/{number}-{seed}"
+            summaries[run_dir] = {"quality": {"swd": swd}, "collapsed_at": 5 if collapsed else None}
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params={**top[number].params, "seed": seed},
+                    distributions=space_c,
+                    value=score,
+                    user_attrs={confirm.CONFIRMS: number, "run_dir": run_dir},
+                )
+            )
+    assert isinstance(space_c["seed"], CategoricalDistribution)
+    found = confirm.settings(study, source, 2, lambda path: summaries[str(path)])
+    assert [(s.rank, s.source.number) for s in found] == [(1, 0), (2, 1), (3, 2)]
+    rows = [s.row(False) for s in found]
+    assert [r["collapsed_fraction"] for r in rows[:2]] == [0.5, 0.0]
+    assert rows[1]["swd_mean"] == 32.0 and rows[1]["swd_sd"] == pytest.approx(
+        statistics.stdev([28, 36])
+    )
+    assert rows[2]["seeds_done"] == 1 and not found[2].eligible()
+    best = confirm.confirmed_best(found)
+    assert best is found[1]
