@@ -49,18 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         found[label] = (runs, best)
         counts = Counter(r.status for r in runs)
-        print(
-            f"{label}: {path}, {len(runs)} trials ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
-        )
-        print(
-            f"  training steps: {total(runs, 'steps_done'):,.0f}; trial time: {total(runs, 'wall_s'):,.0f} s"
-        )
+        states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        print(f"{label}: {path}, {len(runs)} trials ({states})")
+        steps, wall = total(runs, "steps_done"), total(runs, "wall_s")
+        print(f"  training steps: {steps:,.0f}; trial time: {wall:,.0f} s")
         at_one = sorted(r.swd for r in runs if r.finished and r.score == 1.0 and r.swd is not None)
-        print(
-            f"  runs at 1.0 that ended: {len(at_one)}, SWD {at_one[0]:.2f}-{at_one[-1]:.2f}"
-            if at_one
-            else "  no run at 1.0"
-        )
+        if at_one:
+            print(f"  runs at 1.0 that ended: {len(at_one)}, SWD {at_one[0]:.2f}-{at_one[-1]:.2f}")
         print(f"  best: {best.name}, score {best.score:.4f}, SWD {best.swd:.2f}")
         print(f"    {' '.join(best.overrides)}")
 
@@ -70,9 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"steps saved by pruning: {1 - steps_p / steps_u:.1%} ({steps_p:,.0f} of {steps_u:,.0f})")
     print(f"trial time saved: {1 - wall_p / wall_u:.1%} ({wall_p:,.0f} s of {wall_u:,.0f} s)")
     assert best_u.swd is not None and best_p.swd is not None
-    print(
-        f"best SWD, pruned against unpruned: {best_p.swd:.2f} / {best_u.swd:.2f} = {best_p.swd / best_u.swd - 1:+.1%}"
-    )
+    change = best_p.swd / best_u.swd - 1
+    print(f"best SWD, pruned against unpruned: {best_p.swd:.2f} / {best_u.swd:.2f} ({change:+.1%})")
     if args.grids:
         side_by_side([best_u, best_p], args.grids)
         print(f"wrote {args.grids} (left: unpruned best, right: pruned best)")
