@@ -61,14 +61,16 @@ def run(cfg: DictConfig) -> float:
         report = None
         if trial and cfg.eval.every:
             report = TrialReporter(**trial, pruner=hc.sweeper.get("pruner"))
+        run_dir = Path(hc.runtime.output_dir)
         score = train(
             cfg,
-            Path(hc.runtime.output_dir),
+            run_dir,
             progress_bar=False if multirun else None,
             extra_summary={"optuna": trial} if trial else None,
             on_eval=report,
         )
-        if report is not None and report.pruned_at is not None:
+        # as Optuna expects of a pruned trial (a collapse found at the same step wins)
+        if report is not None and json_field(run_dir / "summary.json", "status") == "pruned":
             raise optuna.TrialPruned(f"pruned at step {report.pruned_at}")
         return score
     except UserError as e:

@@ -14,10 +14,13 @@ study that minimises gets the SWD itself.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import optuna
 from hydra.utils import instantiate
+
+log = logging.getLogger(__name__)
 
 # what `hydra.sweeper.pruner` may instantiate
 PRUNERS = ("optuna.pruners.*",)
@@ -57,8 +60,16 @@ class TrialReporter:
         self.pruned_at: int | None = None
 
     def __call__(self, step: int, swd: float) -> bool:
-        self.trial.report(self.sign * swd, step)
-        if self.trial.should_prune():
+        try:
+            self.trial.report(self.sign * swd, step)
+            prune = self.trial.should_prune()
+        except Exception as e:  # noqa: BLE001 - a storage hiccup must not end a training run
+            log.warning(
+                "Could not report step %d's SWD to trial %d of study %r (%s: %s); the run goes "
+                "on, unpruned at this step",
+                *(step, self.trial.number, self.study.study_name, type(e).__name__, e),
+            )
+            return False
+        if prune:
             self.pruned_at = step
-            return True
-        return False
+        return prune

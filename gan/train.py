@@ -159,10 +159,10 @@ def train(
                 if cfg.eval.every and step % cfg.eval.every == 0:
                     evaluated = (step, evaluation(shown))
                     folder.append_eval(step, evaluated[1])
-                    # the last step's SWD is the run's result, not an intermediate value
-                    last = step == t.steps
-                    if on_eval is not None and not last and on_eval(step, evaluated[1]["swd"]):
-                        pruned_at = step
+                    # the last step's SWD is the run's result, not an intermediate value; a
+                    # collapsed run is not asked about
+                    if on_eval is not None and step < t.steps and not stop:
+                        pruned_at = step if on_eval(step, evaluated[1]["swd"]) else None
                 if checkpoint_due:
                     checkpoint()
             steps.flush(step)
