@@ -164,8 +164,10 @@ def confirm_plot(study: optuna.Study, rows: list[dict[str, Any]]) -> bytes | Non
     seeds: dict[int, list[tuple[float, bool]]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         swd = t.user_attrs.get("swd")
+        # collapsed_at (gan.sweep records it); for trials of older sweeps, a score below 1
+        collapsed = t.user_attrs.get("collapsed_at", None if t.values[0] == 1.0 else 0) is not None
         if CONFIRMS in t.user_attrs and isinstance(swd, int | float):
-            seeds.setdefault(int(t.user_attrs[CONFIRMS]), []).append((swd, t.values[0] < 1.0))
+            seeds.setdefault(int(t.user_attrs[CONFIRMS]), []).append((swd, collapsed))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows)), 4))
     jitter = np.random.default_rng(0)
     for x, row in enumerate(rows):

@@ -79,6 +79,7 @@ HEARTBEAT = "pumpgan_heartbeat"  # user attr: unix time, renewed while the trial
 # user attrs: the run's sliced Wasserstein distance to the data (summary.json quality.swd),
 # which breaks ties between equal scores (gan.score.rank_key), and its final grid's diversity
 SWD, DIVERSITY = "swd", "diversity"
+COLLAPSED_AT = "collapsed_at"  # user attr: the run's collapse step (None: it never collapsed)
 HEARTBEAT_S = 30.0  # how often a sweep renews the heartbeats of its running trials
 # user attr of a trial that was created but never launched (why): it counts toward nothing
 NOT_RUN = "not_run"
@@ -418,6 +419,8 @@ class StudySweeper(Sweeper):
                 for attr in (SWD, DIVERSITY):
                     if isinstance(quality, dict) and attr in quality:
                         trial.set_user_attr(attr, quality[attr])
+                if "collapsed_at" in summary:  # a collapse, also one at the last step (score 1.0)
+                    trial.set_user_attr(COLLAPSED_AT, summary["collapsed_at"])
                 values = None if score is None else objectives(study, score, quality)
                 if error is None and score is None:  # pruned
                     tell(study, trial.number, None, TrialState.PRUNED)

@@ -69,20 +69,30 @@ def check_pruned(study: optuna.Study, sweep: Path) -> list[optuna.trial.FrozenTr
     return pruned
 
 
-def test_a_pruned_study_stops_runs_on_their_swd(tmp_path, cache_dir):
-    """Successive halving on the SWD every 10 steps: trial 0 is alone at step 10 and goes on;
-    a later trial goes on only if its SWD there is the best so far. PRUNED trials do not count as
-    failures (max_failure_rate=0), and their folders say where they stopped."""
-    sweep = tmp_path / "sweep"
-    result = run_cli(
+def pruned_quick_study(sweep: Path, cache_dir: Path, *extra: str):
+    """sweeps/quick.yaml at the tests' size, with the SWD every 10 steps: `extra` adds the
+    pruner, the budget and the launcher."""
+    return run_cli(
         "-m",
         "sweep=quick",
         *TINY,
         f"data.cache_dir={cache_dir}",
         f"hydra.sweep.dir={sweep}",
-        "train.steps=40",
         "eval.every=10",
         "eval.num_images=64",
+        *extra,
+    )
+
+
+def test_a_pruned_study_stops_runs_on_their_swd(tmp_path, cache_dir):
+    """Successive halving on the SWD every 10 steps: trial 0 is alone at step 10 and goes on;
+    a later trial goes on only if its SWD there is the best so far. PRUNED trials do not count as
+    failures (max_failure_rate=0), and their folders say where they stopped."""
+    sweep = tmp_path / "sweep"
+    result = pruned_quick_study(
+        sweep,
+        cache_dir,
+        "train.steps=40",
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.max_failure_rate=0",
         "+hydra.sweeper.pruner._target_=optuna.pruners.SuccessiveHalvingPruner",
@@ -116,15 +126,10 @@ def test_runs_out_of_process_report_to_their_trial(tmp_path, cache_dir, launcher
     SWD and asks the pruner. A threshold no run can meet (SWD below 1 at step 10) prunes every
     trial there, whatever order the two workers report in."""
     sweep = tmp_path / "sweep"
-    result = run_cli(
-        "-m",
-        "sweep=quick",
-        *TINY,
-        f"data.cache_dir={cache_dir}",
-        f"hydra.sweep.dir={sweep}",
+    result = pruned_quick_study(
+        sweep,
+        cache_dir,
         "train.steps=30",
-        "eval.every=10",
-        "eval.num_images=64",
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.n_jobs=2",
         f"hydra/launcher={launcher}",
