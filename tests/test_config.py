@@ -157,12 +157,17 @@ def test_every_study_composes_and_its_trials_build(name, cache_dir):
     cfg = compose_study(name)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == TARGET
-    assert sweeper.direction == "maximize"
+    # pareto: the score and the SWD
+    assert sweeper.direction in ("maximize", ["maximize", "minimize"])
     assert sweeper.n_trials >= 1
     # the study's own values win over conf/config.yaml's: a stable sweep folder to resume in
     assert cfg.hydra.sweep.dir == f"outputs/sweeps/{sweeper.study_name}"
     if name == "quick":
         assert cfg.train.steps == 600 and cfg.model.gen_features == 8
+    if name == "confirm":  # its settings are the stability study's (tests/test_studies.py)
+        assert sweeper.params is None and sweeper.confirm.study_name == "stability"
+        assert cfg.train.steps == compose_study("stability").train.steps
+        return
     space, _ = search_space([f"{k}={v}" for k, v in sweeper.params.items()])
     assert space, "a study must search something"
     # the trials at both ends of the search space, as the sweeper launches them, at test size
@@ -195,7 +200,7 @@ def test_studies_say_what_they_answer(name):
     assert list(said) == ["Question", "Scientific", "Nuisance", "Fixed"], head
     assert "?" in said["Question"], said["Question"]
     assert all(said.values()), said
-    searched = compose_study(name).hydra.sweeper.params
+    searched = compose_study(name).hydra.sweeper.params or {}  # confirm: the study's keys
     for key in searched:
         named = f"{said['Scientific']} {said['Nuisance']}"
         assert re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", named), (key, named)
