@@ -85,6 +85,9 @@ def optuna_plots(study: optuna.Study) -> tuple[list[tuple[str, bytes]], list[str
             fig = first.figure
             if not fig.axes or not any(ax.has_data() for ax in fig.axes):
                 raise ValueError("nothing to draw")
+            legend = first.get_legend()
+            if title.startswith("Intermediate") and legend and len(legend.get_texts()) > 12:
+                legend.remove()  # a line per trial: past a dozen the legend only hides the plot
             fig.set_size_inches(*_size(title, fig))
             out.append((title, png(fig)))
         except Exception as e:  # noqa: BLE001 - one plot Optuna cannot draw must not stop the rest
