@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         counts = Counter(r.status for r in runs)
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         print(f"{label}: {path}, {len(runs)} trials ({states})")
+        pruned = Counter(r.summary.get("pruned_at") for r in runs if r.status == "pruned")
+        if pruned:
+            at = ", ".join(f"{n} at step {step}" for step, n in sorted(pruned.items()))
+            print(f"  pruned: {at}")
         steps, wall = total(runs, "steps_done"), total(runs, "wall_s")
         print(f"  training steps: {steps:,.0f}; trial time: {wall:,.0f} s")
         at_one = sorted(r.swd for r in runs if r.finished and r.score == 1.0 and r.swd is not None)
