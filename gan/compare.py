@@ -712,7 +712,8 @@ def confirm_table(study: Study) -> list[str]:
         )
     headers = ["rank", "trial", "seeds", "collapsed", "score mean ± sd", "SWD mean ± sd"]
     headers += ["SWD range", "study's score", "study's SWD", "parameters"]
-    out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>")
+    out.append('<div class="scroll"><table><tr>')
+    out.append("".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>")
     fixed = set(headers) | {
         "study_score", "study_swd", "seeds_done", "collapsed_fraction", "score_mean",
         "score_sd", "swd_mean", "swd_sd", "swd_min", "swd_max", "confirmed_best",
@@ -733,7 +734,7 @@ def confirm_table(study: Study) -> list[str]:
         ]
         style = ' class="best"' if r is best else ""
         out.append(f"<tr{style}>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     if png := studyplots.confirm_plot(study.study, rows):
         out.append(img_tag(png, f"SWD per seed, study {study.name}", "chart"))
     return out
