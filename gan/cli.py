@@ -45,7 +45,17 @@ TRUSTED = ["gan.cli.ClaimRunFolder"]
 def main() -> None:
     """`python run.py` and the `pumpgan` console script."""
     interrupts.install()  # before the sweeper opens its study: see gan/interrupts.py
-    run()
+    try:
+        run()
+    except KeyboardInterrupt:
+        # a sweep's Ctrl-C, once the running trials are checkpointed and queued again (the
+        # sweeper logged it): a line, not a traceback
+        print(
+            "Interrupted: the cut-short trials are queued again; rerun the same command to "
+            "continue the study.",
+            file=sys.stderr,
+        )
+        sys.exit(130)
 
 
 @hydra.main(config_path=str(CONF), config_name="config", execution_whitelist=TRUSTED)

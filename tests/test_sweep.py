@@ -530,7 +530,7 @@ def test_ctrl_c_stops_the_sweep_and_queues_the_trial_again(tmp_path, cache_dir):
     proc = start_cli(*args, start_new_session=True)
     wait_for_steps(sweep / "0", 1)
     os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=60) != 0
+    assert proc.wait(timeout=60) == 130  # as a single run's Ctrl-C
     study = load(sweep, "quick")
     assert [(t.state, t.user_attrs.get("retry_of")) for t in study.trials] == [
         (TrialState.FAIL, None),
