@@ -656,6 +656,7 @@ def study_section(study: Study, runs: list[Run]) -> list[str]:
     """HTML for one Optuna study: its trial counts, its Pareto front (two objectives) or its
     confirmed settings (a confirm study), and Optuna's own plots (gan/studyplots.py)."""
     from gan import studyplots
+    from gan.sweep import pareto_front
 
     e = html.escape
     trials = study.study.get_trials(deepcopy=False)
@@ -674,7 +675,7 @@ def study_section(study: Study, runs: list[Run]) -> list[str]:
             out.append(img_tag(png, f"Pareto front of study {study.name}", "chart"))
         out.append("<table><tr><th>trial</th><th>run</th><th>score</th><th>SWD</th>")
         out.append("<th>parameters</th></tr>")
-        for t in sorted(study.study.best_trials, key=lambda t: (-t.values[0], t.values[1])):
+        for t in pareto_front(study.study):
             params = ", ".join(f"{k}={fmt(v)}" for k, v in t.params.items())
             cells = [str(t.number), names.get(t.number, "-"), f"{t.values[0]:.4f}"]
             cells += [f"{t.values[1]:.2f}", params]

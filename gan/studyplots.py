@@ -15,7 +15,6 @@ this study (too few trials, one value everywhere) is left out with the reason.
 from __future__ import annotations
 
 import functools
-import io
 import math
 import warnings
 from collections.abc import Callable
@@ -24,26 +23,16 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from gan.compare import figure_png, pyplot
 from gan.confirm import CONFIRMS
 
 SWD_NAME = "SWD (lower is better)"
 SCORE_NAME = "stability score"
 
 
-def png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def optuna_plots(study: optuna.Study) -> tuple[list[tuple[str, bytes]], list[str]]:
     """Optuna's plots of `study`: (title, PNG) each, and why any were skipped."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    pyplot()  # the Agg backend, before Optuna's plots import matplotlib's
     from optuna.visualization import matplotlib as vis
 
     plots: list[tuple[str, Callable[[], Any]]] = []
@@ -89,11 +78,9 @@ def optuna_plots(study: optuna.Study) -> tuple[list[tuple[str, bytes]], list[str
             if title.startswith("Intermediate") and legend and len(legend.get_texts()) > 12:
                 legend.remove()  # a line per trial: past a dozen the legend only hides the plot
             fig.set_size_inches(*_size(title, fig))
-            out.append((title, png(fig)))
+            out.append((title, figure_png(fig)))
         except Exception as e:  # noqa: BLE001 - one plot Optuna cannot draw must not stop the rest
-            import matplotlib.pyplot as plt
-
-            plt.close("all")
+            pyplot().close("all")
             skipped.append(f"{title}: {type(e).__name__}: {e}")
     return out, skipped
 
@@ -116,11 +103,7 @@ def pareto_plot(study: optuna.Study, names: dict[int, str]) -> bytes | None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     front = sorted(study.best_trials, key=lambda t: t.values[0])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter(
@@ -145,7 +128,7 @@ def pareto_plot(study: optuna.Study, names: dict[int, str]) -> bytes | None:
     ax.set(xlabel=f"{SCORE_NAME} (higher is better)", ylabel=SWD_NAME)
     ax.set_title(f"study {study.study_name}: score against SWD", fontsize=10)
     ax.legend(fontsize=8)
-    return png(fig)
+    return figure_png(fig)
 
 
 def is_confirm(study: optuna.Study) -> bool:
@@ -158,11 +141,9 @@ def confirm_plot(study: optuna.Study, rows: list[dict[str, Any]]) -> bytes | Non
     `rows`: confirm.csv's rows, in the study's order."""
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     seeds: dict[int, list[tuple[float, bool]]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -196,4 +177,4 @@ def confirm_plot(study: optuna.Study, rows: list[dict[str, Any]]) -> bytes | Non
         f"{study.study_name}: SWD per seed (o; x collapsed), mean (bar), the study's own seed (◇)",
         fontsize=9,
     )
-    return png(fig)
+    return figure_png(fig)

@@ -69,7 +69,7 @@ from gan import interrupts
 from gan.config import flatten
 from gan.pruning import make_pruner
 from gan.runfolder import RunFolder, atomic_write
-from gan.score import STALE_AFTER_S, rank_key
+from gan.score import STALE_AFTER_S
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ class StudySweeper(Sweeper):
                 f"this sweep searches {sorted(space)}. Remove hydra.sweeper.params and the "
                 "swept overrides (a,b / interval(...)) from the command."
             )
-        source = confirming.load_source(self.confirm)
+        source = self.source = confirming.load_source(self.confirm)
         top = confirming.top_trials(source, self.confirm.top_k)
         seeds = confirming.seed_values(int(self.config.seed), self.confirm.seeds)
         space = confirming.confirm_space(top, seeds)
@@ -470,7 +470,7 @@ class StudySweeper(Sweeper):
         """confirm.csv and the confirm sweep's lines in sweep.log; the confirmed best, for
         optimization_results.yaml."""
         assert self.confirm is not None
-        source = confirming.load_source(self.confirm)
+        source = self.source
         found = confirming.settings(study, source, self.confirm.seeds, read_summary)
         best = confirming.confirmed_best(found)
         confirming.write_csv(self.sweep_dir / confirming.CSV_NAME, found, best)
@@ -917,11 +917,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The best complete trial as gan.compare ranks runs (gan.score.rank_key: ties on the score
     broken by the lower SWD, then the first trial); Optuna's own best_trial would take the
     first of the tied trials."""
-    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    return min(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-        key=lambda t: rank_key(sign * cast(float, t.value), t.user_attrs.get(SWD)),
-    )
+    return confirming.top_trials(study, 1)[0]
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
