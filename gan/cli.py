@@ -15,22 +15,34 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sys
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, cast
 
 import hydra
 import optuna
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import (
+    CompactHydraException,
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from gan import interrupts
-from gan.config import UserError, drop_removed_keys
+from gan.config import UserError, check_keys, drop_removed_keys, flatten, validate
+from gan.confirm import NoStudy
 from gan.pruning import TrialReporter
-from gan.runfolder import claim
-from gan.sweep import trial_of_job
+from gan.runfolder import CLAIM, RunFolder, claim
+from gan.sweep import StudyRefused, trial_of_job
 from gan.train import train
 
 log = logging.getLogger("run")
@@ -45,6 +57,9 @@ TRUSTED = ["gan.cli.ClaimRunFolder"]
 def main() -> None:
     """`python run.py` and the `pumpgan` console script."""
     interrupts.install()  # before the sweeper opens its study: see gan/interrupts.py
+    # Hydra raises instead of printing its own report, so that a refused command line is one
+    # paragraph (`refusal`) and exit 2; any other error keeps its whole traceback
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         run()
     except KeyboardInterrupt:
@@ -56,6 +71,44 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(130)
+    except REFUSED as e:
+        print(f"Error: {refusal(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
+# what a command line can get wrong before anything runs: a key or option that does not exist,
+# a value of the wrong type, a study's settings, a sweeper key (InstantiationException)
+REFUSED = (
+    UserError,
+    ConfigCompositionException,
+    MissingConfigException,
+    OverrideParseException,
+    InstantiationException,
+    CompactHydraException,
+    OmegaConfBaseException,
+)
+
+
+def refusal(e: BaseException) -> str:
+    """One paragraph out of Hydra's and OmegaConf's multi-line messages: the lines that say what
+    is wrong, without the search path, the object types or the advice to add keys with `+`."""
+    if isinstance(e, UserError | StudyRefused | NoStudy):
+        return str(e)
+    cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException | ValueError) else None
+    lines: list[str] = []
+    for text in (str(e), str(cause or "")):
+        for line in text.splitlines():
+            if line.startswith("Config search path") or "Set the environment variable" in line:
+                break
+            if line.startswith("\t") and lines:  # the options of a group, one per line
+                lines[-1] += (" " if lines[-1].endswith(":") else ", ") + line.strip()
+            elif line.strip() and not line.startswith((" ", "To append")):
+                lines.append(line.strip().rstrip("."))
+    said = ": ".join(dict.fromkeys(lines)).replace(":: ", ": ")
+    return (
+        f"{said.rstrip('.')}. `python run.py --help` lists every config group with its options "
+        "and every key with its default; nothing was run or written."
+    )
 
 
 @hydra.main(config_path=str(CONF), config_name="config", execution_whitelist=TRUSTED)
@@ -63,15 +116,16 @@ def run(cfg: DictConfig) -> float:
     """One training run (a trial, in a sweep); its score is what the sweeper optimises."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    run_dir = Path(hc.runtime.output_dir)
     try:
         if cfg.resume:
             cfg = resumed_config(cfg, list(hc.overrides.task))
+        check_keys(cfg)
         trial = trial_of_job(hc)
         # in a study, every evaluation's SWD goes to the trial and its pruner (gan/pruning.py)
         report = None
         if trial and cfg.eval.every:
             report = TrialReporter(**trial, pruner=hc.sweeper.get("pruner"))
-        run_dir = Path(hc.runtime.output_dir)
         score = train(
             cfg,
             run_dir,
@@ -87,16 +141,48 @@ def run(cfg: DictConfig) -> float:
         if multirun:
             raise  # the sweeper records the trial as failed and goes on
         log.error("%s", e)
+        remove_unstarted(run_dir)  # a refused command leaves no folder behind
         sys.exit(2)
     except KeyboardInterrupt:
+        mark_unstarted(run_dir)
         if multirun:
             raise  # the sweeper queues the trial again
         sys.exit(130)  # the run logged where it stopped and how to resume it
     except OSError as e:
         if multirun:
             raise
-        log.error("%s", write_error(e, Path(hc.runtime.output_dir)))
+        log.error("%s", write_error(e, run_dir))
         sys.exit(1)
+
+
+# what Hydra and the folder's claim put into a run folder before the run starts training
+BEFORE_TRAINING = {".hydra", "run.log", CLAIM}
+
+
+def remove_unstarted(run_dir: Path) -> None:
+    """Remove the folder of a single run that was refused before it wrote anything of its own.
+    Its claim (gan.runfolder.claim, on an empty or new folder) makes everything in it this
+    run's; the date folder above it goes too when that leaves it empty."""
+    if not run_dir.is_dir() or any(p.name not in BEFORE_TRAINING for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with suppress(OSError):
+        run_dir.parent.rmdir()
+
+
+def mark_unstarted(run_dir: Path) -> None:
+    """A run stopped (Ctrl-C, SIGTERM) before it began training has no summary.json yet: write
+    one that says so, so that gan.compare and a study's trials.csv read `interrupted`."""
+    if not run_dir.is_dir() or (run_dir / "summary.json").exists():
+        return
+    folder = RunFolder(run_dir)
+    with suppress(OSError):
+        folder.update_summary(
+            status="interrupted",
+            steps_done=0,
+            run_dir=str(run_dir),
+            error="interrupted before training started",
+        )
 
 
 def write_error(e: OSError, run_dir: Path) -> str:
@@ -123,17 +209,25 @@ def json_field(path: Path, key: str) -> object:
 
 
 class ClaimRunFolder(Callback):
-    """Claims a single run's folder (hydra.run.dir) before Hydra writes .hydra/ and run.log
-    into it: a folder that holds anything, or that another run claims at the same moment, is
-    refused with nothing written (gan.runfolder.claim). Trials of a sweep are claimed by the
-    run itself (train), in a folder that only their trial number names."""
+    """Checks a single run's config, then claims its folder (hydra.run.dir), before Hydra
+    writes .hydra/ and run.log into it: a config with unknown keys or impossible values, a
+    folder that holds anything, or one that another run claims at the same moment, is refused
+    with nothing written (gan.runfolder.claim). Trials of a sweep are claimed by the run itself
+    (train), in a folder that only their trial number names; a sweep's unknown keys are refused
+    before its first trial."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
+            check_keys(config)
+            if not config.resume:  # a resumed run's values are its saved config's (run())
+                validate(config)
             claim(Path(config.hydra.run.dir), empty=True)
         except UserError as e:
             print(f"Error: {e}", file=sys.stderr)
             sys.exit(2)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_keys(config)
 
 
 def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -163,16 +257,52 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             f"not fit another. Drop the model.* overrides, or start a new run with them."
         )
     values = [o for o in overrides if not o.startswith("resume=")]
-    merged = cast(
-        DictConfig,
-        OmegaConf.merge(cfg, saved_config(saved_path), OmegaConf.from_dotlist(values)),
-    )
+    try:
+        saved = saved_config(saved_path)
+        merged = cast(DictConfig, OmegaConf.merge(cfg, saved, OmegaConf.from_dotlist(values)))
+    except (OmegaConfBaseException, ValueError) as e:
+        raise UserError(
+            f"resume={str(source)!r}: {saved_path} does not fit this pumpgan's config "
+            f"({type(e).__name__}: {str(e).splitlines()[0]}). Resume a run folder that pumpgan "
+            f"wrote, with its .hydra/config.yaml as the run left it."
+        ) from None
+    fixed = resume_changes(saved, merged)
+    if fixed:
+        raise UserError(
+            f"resume cannot change {'; '.join(fixed)}: the checkpoint's random state, data order, "
+            f"fixed noise and nets were made with the saved values, so the resumed run would not "
+            f"train with what its config shows. Drop these overrides, or start a new run with "
+            f"them. A resume may change the rest: train.steps and the other train cadences, the "
+            f"optim values (learning rates, betas, penalties), augment, score, eval, hardware."
+        )
     merged.resume = str(source)
     # record what actually runs next to Hydra's copy of this command's config
     OmegaConf.save(
         merged, Path(HydraConfig.get().runtime.output_dir) / ".hydra" / "resumed_config.yaml"
     )
     return merged
+
+
+# what a resumed run takes from its checkpoint, not from its config: changing them on resume
+# would not change what trains (model.* is refused with its own message above)
+RESUME_KEEPS = (
+    "seed", "data", "train.batch_size", "train.num_samples", "train.ema", "optim.loss",
+)  # fmt: skip
+RESUME_FREE = ("data.cache_dir",)  # where the data is cached, not what it is
+
+
+def resume_changes(saved: DictConfig, merged: DictConfig) -> list[str]:
+    """`key: saved -> new` for each RESUME_KEEPS key whose value the resume would change."""
+    before, after = (
+        flatten(cast(dict[str, Any], OmegaConf.to_container(c, resolve=True)))
+        for c in (saved, merged)
+    )
+    kept = [
+        k
+        for k in after
+        if any(k == p or k.startswith(f"{p}.") for p in RESUME_KEEPS) and k not in RESUME_FREE
+    ]
+    return [f"{k}: {before.get(k)!r} -> {after[k]!r}" for k in kept if before.get(k) != after[k]]
 
 
 def saved_config(path: Path) -> DictConfig:

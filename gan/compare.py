@@ -35,6 +35,7 @@ from typing import Any, TypeGuard
 import yaml
 
 from gan.config import flatten
+from gan.reproduce import export, run_command
 from gan.score import STALE_AFTER_S, rank_key
 
 # keys that differ between runs without changing what is trained
@@ -57,6 +58,8 @@ class Run:
     config: dict[str, Any]  # flattened: {"optim.gen_lr": 0.002, ...}; {} when unreadable
     overrides: list[str] = field(default_factory=list)
     study: dict[str, Any] | None = None  # summary["optuna"]: {"study", "storage", "trial"}
+    # the command that reproduces it (gan/reproduce.py); None without its .hydra/ files
+    command: str | None = None
 
     @property
     def name(self) -> str:
@@ -171,6 +174,7 @@ def read_run(path: Path) -> Run:
         config=flatten(load_yaml(config_path, dict)),
         overrides=[str(o) for o in load_yaml(hydra / "overrides.yaml", list)],
         study=study if isinstance(study, dict) else None,
+        command=run_command(path),
     )
 
 
@@ -268,7 +272,7 @@ def clip(text: str, width: int, keep_end: bool = False) -> str:
     return "..." + text[-(width - 3) :] if keep_end else text[: width - 3] + "..."
 
 
-def format_table(runs: list[Run], keys: list[str]) -> str:
+def format_table(runs: list[Run], keys: list[str], answer: str | None = None) -> str:
     headers, rows = table_rows(runs, keys)
     limits = {"run": 48, "reason": 28}
     rows = [
@@ -281,29 +285,64 @@ def format_table(runs: list[Run], keys: list[str]) -> str:
         for row in [headers, *rows]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join([*lines, summary_line(runs)])
+    return "\n".join([*lines, summary_line(runs, answer)])
 
 
-def summary_line(runs: list[Run]) -> str:
+def summary_line(runs: list[Run], answer: str | None = None) -> str:
+    """The runs counted by status, and the answer: `find_answer`'s, else the best finished."""
     counts = Counter(r.status for r in runs)
     order = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
     parts = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
+    if answer is None:
+        best = best_finished(runs)
+        answer = f"best: {best.name} score {best.score:.4f}" if best else "best: none finished yet"
+    return f"{len(runs)} run{'s' * (len(runs) != 1)} ({parts}), {answer}"
+
+
+def best_finished(runs: list[Run]) -> Run | None:
     finished = sort_runs([r for r in runs if r.finished and r.score is not None])
-    best = finished[0] if finished else None
-    tail = f"best: {best.name} score {best.score:.4f}" if best else "best: none finished yet"
-    return f"{len(runs)} run{'s' * (len(runs) != 1)} ({parts}), {tail}"
+    return finished[0] if finished else None
+
+
+def find_answer(runs: list[Run]) -> tuple[Run | None, str | None]:
+    """Which settings to use. Where a confirm sweep ran (confirm.csv beside its trials), its
+    confirmed best, the setting that held over new seeds, and a run of it (its first rerun);
+    else (None: the best finished run, as summary_line says)."""
+    from gan import confirm
+
+    confirmed = []
+    for sweep_dir in sorted({r.path.parent for r in runs if r.study}):
+        try:
+            rows = confirm.read_csv(sweep_dir / confirm.CSV_NAME)
+        except (OSError, ValueError):
+            continue
+        confirmed += [(r, sweep_dir) for r in rows if r.get("confirmed_best") is True]
+    if not confirmed:
+        return best_finished(runs), None
+    row, sweep_dir = min(confirmed, key=lambda c: rank_key(c[0]["score_mean"], c[0]["swd_mean"]))
+    found = {r.path.resolve(): r for r in runs}
+    run_dir = Path(str(row.get("run_dir") or ""))
+    run = found.get(run_dir.resolve()) or (read_run(run_dir) if run_dir.is_dir() else None)
+    text = (
+        f"confirmed best ({sweep_dir.name}): trial {row['trial']} of the study it confirms, "
+        f"SWD {num(row['swd_mean'], '.2f')} ± {num(row['swd_sd'], '.2f')} and score "
+        f"{num(row['score_mean'], '.4f')} over {row['seeds_done']} new seeds, none collapsed"
+        + (f" (a run of it: {run.name})" if run else "")
+    )
+    return run, text
 
 
 def write_csv(path: Path, runs: list[Run], keys: list[str]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run", *keys, *CSV_TAIL])
+        writer.writerow(["run", *keys, *CSV_TAIL, "command"])
         for r in runs:
             summary = {**r.summary, "optuna": r.study or {}, "status": r.status, "note": r.note}
             flat = flatten(summary)
             cells = [r.config.get(k) for k in keys] + [flat.get(k) for k in CSV_TAIL]
             # numbers at full precision, None as an empty cell
-            writer.writerow([r.name, *(c if is_number(c) or c is None else fmt(c) for c in cells)])
+            cells = [c if is_number(c) or c is None else fmt(c) for c in cells]
+            writer.writerow([r.name, *cells, r.command])
 
 
 # ---- Optuna studies: search space bounds and importances
@@ -369,9 +408,10 @@ def edge_warnings(
 ) -> list[str]:
     """Numeric keys for which one of the best runs (top 25%, 1 to 3 runs) lies within 5% of an
     edge of the search space: the study's bounds for a trial, else the range of values tried
-    (when at least 3 distinct values were tried)."""
+    (when at least 3 distinct values were tried). Runs that collapsed at step 0 (score 0) never
+    trained healthily and point nowhere: among them there is no best."""
     groups: dict[tuple[str, str] | None, list[Run]] = {}
-    for r in sort_runs([r for r in runs if r.score is not None]):
+    for r in sort_runs([r for r in runs if r.score]):
         db = study_db(r) if r.study else None
         group = (str(db), str(r.study.get("study"))) if db and r.study else None
         groups.setdefault(group, []).append(r)
@@ -599,15 +639,17 @@ def write_html(
     keys: list[str],
     studies: dict[tuple[str, str], Study],
     notes: list[str],
+    answer: str | None = None,
 ) -> None:
-    """One self-contained page; every value from a run folder goes through html.escape."""
+    """One self-contained page; every value from a run folder goes through html.escape.
+    answer: find_answer's, said once at the top of the page."""
     e = html.escape
     out = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>pumpgan: {len(runs)} runs</title>"
     ]
     out += [f"<style>{STYLE}</style></head><body><h1>pumpgan: {len(runs)} runs</h1>"]
     generated = datetime.now().astimezone().isoformat(timespec="seconds")
-    out += [f"<p>{e(summary_line(runs))}</p><p class=note>generated {e(generated)}</p>"]
+    out += [f"<p>{e(summary_line(runs, answer))}</p><p class=note>generated {e(generated)}</p>"]
     out += [f'<div class="warn">&#9888; {e(w)}</div>' for w in edge_warnings(runs, keys, studies)]
     out += [f'<p class="note">{e(n)}</p>' for n in notes]
 
@@ -629,7 +671,8 @@ def write_html(
             picture = img_tag(image.read_bytes(), f"{r.name}: {what}") if image else ""
         except OSError:
             picture, what = "", f"cannot read {image}"
-        command = shlex.join(["python", "run.py", *r.overrides])  # safe to paste into a shell
+        # shell-quoted: safe to paste into a shell
+        command = r.command or shlex.join(["python", "run.py", *r.overrides])
         out.append(
             f'<figure class="card">{picture or f"<div class=empty>{e(what)}</div>"}<figcaption>'
             f"<b>{e(r.name)}</b><br>{e(r.status)}, score {e(num(r.score, '.4f'))}, "
@@ -705,19 +748,16 @@ def confirm_table(study: Study) -> list[str]:
     out = ["<h3>Settings rerun over seeds</h3>"]
     if best is None:
         out.append("<p class=warn>No setting ran all its seeds without a collapse.</p>")
-    else:
-        out.append(
-            f"<p><b>Confirmed best: #{e(str(best['rank']))}, trial {e(str(best['trial']))} of "
-            f"the study</b>: SWD {num(best['swd_mean'], '.2f')} ± {num(best['swd_sd'], '.2f')} "
-            f"over {e(str(best['seeds_done']))} seeds, none collapsed.</p>"
-        )
+    else:  # the page says which it is once, at its top
+        out.append("<p class=note>Highlighted: the confirmed best.</p>")
     headers = ["rank", "trial", "seeds", "collapsed", "score mean ± sd", "SWD mean ± sd"]
     headers += ["SWD range", "study's score", "study's SWD", "parameters"]
     out.append('<div class="scroll"><table><tr>')
     out.append("".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>")
     fixed = set(headers) | {
         "study_score", "study_swd", "seeds_done", "collapsed_fraction", "score_mean",
-        "score_sd", "swd_mean", "swd_sd", "swd_min", "swd_max", "confirmed_best",
+        "score_sd", "swd_mean", "swd_sd", "swd_min", "swd_max", "confirmed_best", "run_dir",
+        "command",
     }  # fmt: skip
     for r in rows:
         params = ", ".join(f"{k}={fmt(v)}" for k, v in r.items() if k not in fixed)
@@ -758,6 +798,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sort", choices=("score", "name"), default="score", help="best first, or by folder"
     )
+    parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="FILE.yaml",
+        help="write the answer's settings (the confirmed best, else the best finished run) as a "
+        "config file; run it with python run.py --config-dir DIR --config-name NAME",
+    )
     args = parser.parse_args(argv)
     paths = args.paths or [Path("outputs")]
 
@@ -775,15 +822,24 @@ def main(argv: list[str] | None = None) -> int:
     if partial := partial_keys(runs):
         notes.append(f"only some runs have {', '.join(partial)} (shown as - where missing)")
 
-    emit(format_table(runs, keys))
+    best, answer = find_answer(runs)
+    emit(format_table(runs, keys, answer))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if args.csv:
         write_csv(args.csv, runs, keys)
         emit(f"wrote {args.csv}")
     if args.html:
-        write_html(args.html, runs, keys, load_studies(paths, runs), notes)
+        write_html(args.html, runs, keys, load_studies(paths, runs), notes, answer)
         emit(f"wrote {args.html}")
+    if args.export:
+        if best is None:
+            print("--export: no run has finished: no settings to export", file=sys.stderr)
+            return 1
+        about = answer or f"best: {best.name}, score {num(best.score, '.4f')}"
+        out = args.export.with_suffix(".yaml")
+        runs_it = export(best.path, out, f"The settings of the {about}")
+        emit(f"wrote {out}; run it with: {runs_it}")
     return 0
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 class UserError(Exception):
@@ -280,6 +280,25 @@ def validate(cfg: DictConfig | Config) -> None:
         raise UserError(
             "Invalid config: " + "; ".join(problems) + ". Fix it with KEY=VALUE on the command "
             "line (or in the YAML under conf/) and run again; nothing was trained or written."
+        )
+
+
+def unknown_keys(cfg: DictConfig) -> list[str]:
+    """Dotted keys of a composed config (without `hydra`) that the schema does not have: what
+    `+key=value` or `++key=value` added, which no part of pumpgan would read."""
+    known = set(flatten(cast(dict[str, Any], OmegaConf.to_container(OmegaConf.structured(Config)))))
+    task = {str(k): v for k, v in cast(dict, OmegaConf.to_container(cfg)).items() if k != "hydra"}
+    return [k for k in flatten(task) if k not in known]
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse keys the schema does not have, however they were written (`+k=v`, `++k=v`)."""
+    if unknown := unknown_keys(cfg):
+        raise UserError(
+            f"Unknown config key(s): {', '.join(unknown)}. pumpgan reads only the keys of its "
+            "schema (`python run.py --help` lists them with their defaults), so the value would "
+            "be ignored: check the spelling and drop the + or ++ in front of it; nothing was "
+            "trained or written."
         )
 
 

@@ -30,6 +30,7 @@ from hydra.errors import CompactHydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from gan.reproduce import run_command
 from gan.runfolder import atomic_write
 from gan.score import rank_key
 
@@ -127,6 +128,10 @@ class Setting:
     seeds: int  # how many seeds it was to run
     # per finished rerun: seed, score, SWD (None if missing), collapsed
     runs: list[tuple[int, float, float | None, bool]] = field(default_factory=list)
+    # the run folder of its first finished rerun and the command that reproduces that run
+    # (gan/reproduce.py): the setting as a command, with that rerun's seed
+    run_dir: str | None = None
+    command: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -167,6 +172,8 @@ class Setting:
             "swd_min": self.stat(2, min),
             "swd_max": self.stat(2, max),
             "confirmed_best": best,
+            "run_dir": self.run_dir,
+            "command": self.command,
             **self.source.params,
         }
 
@@ -187,6 +194,11 @@ def settings(study: optuna.Study, source: optuna.Study, seeds: int, read: Any) -
         swd = quality.get("swd") if isinstance(quality, dict) else None
         collapsed = summary.get("collapsed_at") is not None
         setting.runs.append((int(t.params["seed"]), cast(float, t.values[0]), swd, collapsed))
+        if setting.run_dir is None:
+            setting.run_dir = t.user_attrs.get("run_dir")
+            setting.command = t.user_attrs.get("command") or run_command(
+                Path(setting.run_dir or "")
+            )
     return list(by_source.values())
 
 

@@ -82,9 +82,14 @@ class ScoreTracker:
         if self.min_diversity <= 0 or self.low_since is None or self.collapsed_at is not None:
             return False
         self.collapsed_at = self.low_since
+        since = (
+            "in every grid, from the untrained G's at step 0 to the end: G never made varied "
+            "images"
+            if self.low_since == 0
+            else f"from step {self.low_since} to the end"
+        )
         self.reason = (
-            f"sample diversity < {self.min_diversity} from step {self.low_since} to the end "
-            f"(last {self.last_diversity:.3f})"
+            f"sample diversity < {self.min_diversity} {since} (last {self.last_diversity:.3f})"
         )
         return True
 

@@ -65,9 +65,10 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from gan import confirm as confirming
-from gan import interrupts
+from gan import hardware, interrupts
 from gan.config import flatten
 from gan.pruning import make_pruner
+from gan.reproduce import command
 from gan.runfolder import RunFolder, atomic_write
 from gan.score import STALE_AFTER_S
 
@@ -80,12 +81,15 @@ HEARTBEAT = "pumpgan_heartbeat"  # user attr: unix time, renewed while the trial
 # which breaks ties between equal scores (gan.score.rank_key), and its final grid's diversity
 SWD, DIVERSITY = "swd", "diversity"
 COLLAPSED_AT = "collapsed_at"  # user attr: the run's collapse step (None: it never collapsed)
+COMMAND = "command"  # user attr: the command that reproduces the trial's run (gan/reproduce.py)
 HEARTBEAT_S = 30.0  # how often a sweep renews the heartbeats of its running trials
 # user attr of a trial that was created but never launched (why): it counts toward nothing
 NOT_RUN = "not_run"
 # study user attrs: the search space (Optuna's JSON of each distribution) and the fixed settings
 # (dotted key -> value) of the study's first sweep, which every later sweep of it must repeat
 SPACE, SETTINGS = "pumpgan_search_space", "pumpgan_settings"
+# study user attr: {"precision": "fp32" or "bf16", "channels_last": bool}, every trial's
+PRECISION = "pumpgan_precision"
 # config keys that say where or how fast a trial runs, not what it computes: neither recorded
 # nor compared (the machines of one study may differ in them)
 NOT_SETTINGS = ("hydra", "hardware", "resume", "data.cache_dir")
@@ -137,13 +141,17 @@ def trial_of_job(hydra_cfg: Any) -> dict[str, Any] | None:
     }
 
 
+class StudyRefused(CompactHydraException):
+    """A sweep whose study settings cannot run (said in one paragraph, exit 2)."""
+
+
 def directions(direction: Any) -> list[str]:
     """`hydra.sweeper.direction` as a list of Optuna's names: one, or two for (score, SWD)."""
     items = list(direction) if isinstance(direction, list | tuple | ListConfig) else [direction]
     names = [str(getattr(d, "name", d)) for d in items]
     ok = names in (["maximize"], ["minimize"], ["maximize", "minimize"])
     if not ok:
-        raise ValueError(
+        raise StudyRefused(
             f"hydra.sweeper.direction={names} is not a pumpgan study's: use maximize (the "
             "stability score), or [maximize, minimize] for two objectives (the score and the "
             "SWD, a Pareto front)"
@@ -167,11 +175,11 @@ class StudySweeper(Sweeper):
         confirm: Any = None,
     ) -> None:
         if custom_search_space:
-            raise ValueError("hydra.sweeper.custom_search_space is not supported by pumpgan")
+            raise StudyRefused("hydra.sweeper.custom_search_space is not supported by pumpgan")
         self.sampler_cfg = sampler
         self.directions = directions(direction)
         if pruner is not None and len(self.directions) > 1:
-            raise ValueError(
+            raise StudyRefused(
                 "hydra.sweeper.pruner is set for a two-objective study: Optuna's pruners work on "
                 "one objective only. Remove the pruner, or keep one direction."
             )
@@ -194,6 +202,8 @@ class StudySweeper(Sweeper):
         self.sweep_dir = Path(config.hydra.sweep.dir)
         self.study_name = study_name(config.hydra.sweeper)
         self.storage = storage_url(config.hydra.sweeper, str(self.sweep_dir))
+        # the study file of sweeps/ the trials compose: part of the command that reproduces each
+        self.study_file = config.hydra.runtime.choices.get("sweep")
 
     def sweep(self, arguments: list[str]) -> None:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -218,6 +228,8 @@ class StudySweeper(Sweeper):
         study = open_study(self.study_name, self.storage, self.sampler, self.directions, pruner)
         assert self.config is not None
         keep_settings(study, self.storage, space, study_settings(self.config, space))
+        source = self.source.user_attrs.get(PRECISION) if self.confirm is not None else None
+        fixed.update(study_precision(study, self.config, space, source))
         if top and not study.trials:  # a new confirm study: its trials, all known in advance
             confirming.enqueue(study, top, seeds)
         requeued = fail_stale_trials(study)
@@ -283,7 +295,7 @@ class StudySweeper(Sweeper):
         space of its own, or fixed settings other than the ones the study ran with."""
         assert self.confirm is not None and self.config is not None
         if space:
-            raise ValueError(
+            raise StudyRefused(
                 "hydra.sweeper.confirm reruns another study's settings and searches nothing, but "
                 f"this sweep searches {sorted(space)}. Remove hydra.sweeper.params and the "
                 "swept overrides (a,b / interval(...)) from the command."
@@ -382,8 +394,9 @@ class StudySweeper(Sweeper):
                     return
                 self.running.add(trial.number)
                 overrides = [f"{k}={v}" for k, v in {**trial.params, **fixed}.items()]
+                trial.set_user_attr(COMMAND, command(overrides, self.study_file))
             run_dir = self.sweep_dir / str(trial.number)
-            log.info("trial %d: %s", trial.number, " ".join(overrides))
+            log.info("trial %d: %s", trial.number, trial.user_attrs[COMMAND])
             summary: dict[str, Any] = {}
             try:
                 if run_dir.exists():
@@ -487,7 +500,7 @@ class StudySweeper(Sweeper):
             source.study_name,
             best.source.params,
         )
-        keys = ("rank", "trial", "score_mean", "score_sd", "swd_mean", "swd_sd")
+        keys = ("rank", "trial", "score_mean", "score_sd", "swd_mean", "swd_sd", "command")
         return {"confirmed_best": {**{k: row[k] for k in keys}, "params": best.source.params}}
 
     def _report_trial(self, study: optuna.Study, number: int, values: list[float]) -> None:
@@ -529,6 +542,7 @@ class StudySweeper(Sweeper):
             )
             results["pareto_front"] = [
                 {"trial": t.number, "score": t.values[0], "swd": t.values[1], "params": t.params}
+                | {"command": t.user_attrs.get(COMMAND)}
                 for t in front
             ]
         else:
@@ -543,6 +557,7 @@ class StudySweeper(Sweeper):
                 best.params,
             )
             results.update(best_trial=best.number, best_value=best.value, best_params=best.params)
+            results["best_command"] = best.user_attrs.get(COMMAND)
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
 
 
@@ -649,7 +664,54 @@ def open_study(
     return create()
 
 
-class ChangedStudy(CompactHydraException):
+def study_precision(
+    study: optuna.Study,
+    config: DictConfig,
+    space: dict[str, BaseDistribution],
+    inherited: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """hardware.precision and hardware.channels_last for every trial of the study, so that its
+    trials differ in their settings only. Decided once, at the study's first sweep: the
+    sweep's own values, or with precision=auto what gan.hardware.setup picks here (timed once,
+    on the CPU; `inherited`: a confirm study takes its source study's), recorded in the study;
+    a later sweep with auto reuses the record and one that asks for another is refused."""
+    if any(k.startswith("hardware.") for k in space):
+        return {}  # the study searches the hardware itself
+    hw = config.hardware
+    asked = None
+    if hw.precision != "auto":
+        asked = {"precision": str(hw.precision), "channels_last": bool(hw.channels_last)}
+    recorded = study.user_attrs.get(PRECISION)
+    if recorded is None:
+        decided = asked or inherited
+        if decided is None:
+            chosen = hardware.setup(hw, config.model, config.train.batch_size)
+            precision = "bf16" if chosen.bf16 else "fp32"
+            decided = {"precision": precision, "channels_last": chosen.channels_last}
+            log.info(
+                "Study %r trains every trial in %s%s (hardware.precision=auto, decided once)",
+                study.study_name,
+                precision,
+                f", timed at {chosen.timings} s/step" if chosen.timings else "",
+            )
+        study.set_user_attr(PRECISION, decided)
+        recorded = study.user_attrs[PRECISION]  # a sweep that recorded at the same moment won
+    if asked is not None and asked != recorded:
+        raise ChangedStudy(
+            f"Study {study.study_name!r} trains every trial with hardware.precision="
+            f"{recorded['precision']} hardware.channels_last={recorded['channels_last']}, decided "
+            f"at its first sweep; this sweep asks for hardware.precision={asked['precision']} "
+            f"hardware.channels_last={asked['channels_last']}, so its trials would not compare. "
+            "Rerun it with hardware.precision=auto (the study's own choice), or start a new "
+            "study in a new hydra.sweep.dir."
+        )
+    return {
+        "hardware.precision": recorded["precision"],
+        "hardware.channels_last": recorded["channels_last"],
+    }
+
+
+class ChangedStudy(StudyRefused):
     """A sweep whose search space or fixed settings differ from those its study started with."""
 
 
@@ -752,7 +814,7 @@ def grid_choices(dist: BaseDistribution) -> list[Any]:
         return list(dist.choices)
     if isinstance(dist, optuna.distributions.IntDistribution):
         return list(range(dist.low, dist.high + 1, dist.step))
-    raise ValueError(f"the grid sampler needs choice() or range() parameters, not {dist}")
+    raise StudyRefused(f"the grid sampler needs choice() or range() parameters, not {dist}")
 
 
 def owner() -> str:
@@ -786,8 +848,7 @@ def abandon(study: optuna.Study, number: int, why: str) -> None:
     study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     queued = trial.system_attrs.get("fixed_params")
     if queued:
-        retry_of = {k: v for k, v in trial.user_attrs.items() if k == "retry_of"}
-        study.enqueue_trial(queued, user_attrs=retry_of, skip_if_exists=False)
+        study.enqueue_trial(queued, user_attrs=purpose(trial), skip_if_exists=False)
 
 
 def beat(study: optuna.Study, number: int) -> None:
@@ -871,7 +932,18 @@ def requeue(study: optuna.Study, number: int, reason: str) -> None:
     trial = study.trials[number]
     study._storage.set_trial_user_attr(trial._trial_id, reason, True)
     study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": number}, skip_if_exists=False)
+    attrs = {**purpose(trial), "retry_of": number}
+    study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
+
+
+# user attrs that record how a trial ran, not what it is for: a trial queued again gets its own
+RUN_ATTRS = (OWNER, HEARTBEAT, "run_dir", NOT_RUN, "stale", "interrupted", SWD, DIVERSITY, COMMAND)
+
+
+def purpose(trial: FrozenTrial) -> dict[str, Any]:
+    """The user attrs a trial queued again keeps: what it is for (a confirm trial's `confirms`,
+    a retry's `retry_of`, ...), less how it ran (RUN_ATTRS, COLLAPSED_AT)."""
+    return {k: v for k, v in trial.user_attrs.items() if k not in (*RUN_ATTRS, COLLAPSED_AT)}
 
 
 def mark_killed(run_dir: Path) -> None:
@@ -960,6 +1032,7 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
                 t.user_attrs.get(DIVERSITY),
                 wall,
                 run_dir,
+                t.user_attrs.get(COMMAND),
                 *([t.number in front] if multi else []),
                 *(t.params.get(n) for n in names),
             ]
@@ -981,6 +1054,7 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
                     "diversity",
                     "wall_s",
                     "run_dir",
+                    "command",
                     *(["pareto_front"] if multi else []),
                     *names,
                 ]

@@ -74,6 +74,14 @@ def train(
             "images",
             *(t.batch_size, len(images), len(images)),
         )
+    if cfg.score.min_diversity and not 0 < t.sample_every < t.steps:
+        log.warning(
+            "train.sample_every=%d makes no sample grid between step 0 and the end of this "
+            "%d-step run, so score.min_diversity judges it on two grids: the untrained G's at "
+            "step 0 and the final one (a run whose final grid is not varied collapses at step "
+            "0). Set train.sample_every below train.steps for a finer verdict",
+            *(t.sample_every, t.steps),
+        )
     sampler = BatchSampler(len(images), t.batch_size, seed=cfg.seed)
     gen, disc, opt_g, opt_d = build_models(cfg, hw)
     tracker = ScoreTracker(cfg.score.eps, cfg.score.patience, min_diversity=cfg.score.min_diversity)
@@ -186,7 +194,8 @@ def train(
             raise
         finally:
             steps.close()
-            wall_s, images_per_s = wall_before + steps.elapsed(), steps.images_per_s(step)
+            wall_s = wall_before + steps.elapsed()
+            images_per_s = throughput(step, t.batch_size, wall_s)
             grids = (fixed_noise, reference)
             finish(
                 *(folder, cfg, status, step, tracker, wall_s, images_per_s, shown, grids),
@@ -354,7 +363,8 @@ class StepLog:
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
-    def images_per_s(self, step: int) -> float:
+    def rate(self, step: int) -> float:
+        """Images per second since this process started training: the progress line's."""
         return (step - self.start_step) * self.train_cfg.batch_size / max(self.elapsed(), 1e-9)
 
     def record(self, stats: torch.Tensor) -> None:
@@ -384,10 +394,11 @@ class StepLog:
         if collapsed:
             log.warning("Collapse at step %d: %s", self.tracker.collapsed_at, self.tracker.reason)
         self.show(step, values[-1], len(values))
+        wall_s = self.wall_before + now
         self.folder.update_summary(
             steps_done=step,
-            wall_s=round(self.wall_before + now, 3),
-            images_per_s=round(self.images_per_s(step), 2),
+            wall_s=round(wall_s, 3),
+            images_per_s=round(throughput(step, self.train_cfg.batch_size, wall_s), 2),
             collapsed_at=self.tracker.collapsed_at,
             reason=self.tracker.reason,
         )
@@ -396,7 +407,7 @@ class StepLog:
         loss_d, loss_g, d_real, d_fake, _ = last
         line = (
             f"loss_d {loss_d:.3f}  loss_g {loss_g:.3f}  D(x) {d_real:.3f}  D(G(z)) {d_fake:.3f}  "
-            f"{self.images_per_s(step):.0f} img/s"
+            f"{self.rate(step):.0f} img/s"
         )
         self.bar.set_postfix_str(line, refresh=False)
         self.bar.update(step - self.bar.n)
@@ -406,6 +417,12 @@ class StepLog:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def throughput(steps_done: int, batch_size: int, wall_s: float) -> float:
+    """summary.json's images_per_s: steps_done x batch_size / wall_s, both counted over the
+    whole run, the runs it resumed included (a resume keeps the batch size)."""
+    return steps_done * batch_size / max(wall_s, 1e-9)
 
 
 def start_summary(
@@ -482,9 +499,16 @@ def restore(
         ) from None
     opt_g.load_state_dict(state["opt_g"])
     opt_d.load_state_dict(state["opt_d"])
+    # the optimizers' states keep the learning rates and betas they were saved with: the run's
+    # config may change them on resume, and what it shows is what trains
+    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    for opt, lr in ((opt_g, cfg.optim.gen_lr), (opt_d, cfg.optim.disc_lr)):
+        for group in opt.param_groups:
+            group.update(lr=lr, betas=betas)
     sampler.load_state_dict(state["sampler"])
     tracker = ScoreTracker.from_state_dict(state["score"])
-    tracker.min_diversity = cfg.score.min_diversity
+    s = cfg.score  # the same for the score's settings (its streak so far is the checkpoint's)
+    tracker.eps, tracker.patience, tracker.min_diversity = s.eps, s.patience, s.min_diversity
     set_rng_state(state["rng"])
     return tracker, state["fixed_noise"]
 

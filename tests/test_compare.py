@@ -199,7 +199,7 @@ def test_csv_has_every_column(report, tree):
         "run", "optim.gen_lr", "model.spectral_norm", "status", "score", "collapsed_at",
         "reason", "steps_done", "steps", "wall_s", "images_per_s", "quality.swd",
         "quality.diversity", "quality.colour_gap", "optuna.study", "optuna.trial", "run_dir",
-        "note",
+        "note", "command",
     ]  # fmt: skip
     trial = next(r for r in rows if r["run"].endswith("trial_0003"))
     assert (trial["optuna.study"], trial["optuna.trial"], trial["score"]) == ("quick", "3", "0.95")

@@ -126,11 +126,44 @@ def test_cli_bad_value_exits_2_with_one_paragraph(tmp_path: Path):
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
-def test_cli_unknown_key_exits_nonzero_naming_it(tmp_path: Path):
+def test_cli_unknown_key_exits_2_naming_it(tmp_path: Path):
     result = run_cli("optim.gen_lrr=1e-3", f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Key 'gen_lrr' not in 'OptimConfig'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["+optim.lr=0.1"], "Unknown config key(s): optim.lr."),
+        (["+foo=1"], "Unknown config key(s): foo."),
+        (["++optim.lr=0.1"], "Unknown config key(s): optim.lr."),
+        (["+score.epsilon=0.2"], "Unknown config key(s): score.epsilon."),
+        (["foo.bar=1"], "Could not override 'foo.bar': Key 'foo' not in 'Config'."),
+        (["train.steps=abc"], "train.steps=abc: Value 'abc' of type 'str' could not be converted"),
+        (["train.steps=1e3"], "train.steps=1e3: Value '1000.0' of type 'float' could not be"),
+        (["data=nope"], "Could not find 'data/nope': Available options in 'data': folder, pumpkins."),
+        (["optim.gen_lr=-1"], "optim.gen_lr=-1.0 is not allowed: use a number > 0"),
+        (["data=folder", "data.root=EMPTY"], "holds no images"),
+        (["resume=NOWHERE"], "is not a run folder"),
+        (["-m", "sweep=pareto", "+hydra.sweeper.pruner._target_=optuna.pruners.MedianPruner"],
+         "Optuna's pruners work on one objective only"),
+    ],
+)  # fmt: skip
+def test_a_refused_command_is_one_paragraph_exit_2_and_leaves_nothing(tmp_path, args, said):
+    """Whatever is wrong on the command line, unknown keys added with + or ++ too: one
+    paragraph on stderr naming it, exit 2, and no run folder (nothing under outputs/)."""
+    (tmp_path / "empty").mkdir()
+    args = [a.replace("EMPTY", str(tmp_path / "empty")) for a in args]
+    args = [a.replace("NOWHERE", str(tmp_path / "nowhere")) for a in args]
+    result = run_cli(*args, "hydra.sweep.dir=outputs/sweep", cwd=tmp_path)
+    out = result.stdout + result.stderr  # a run's log goes to stdout, Hydra's errors to stderr
+    assert result.returncode == 2, out[-2000:]
+    assert "Traceback" not in out
+    error = [line for line in out.splitlines() if "Error" in line or "ERROR" in line]
+    assert len(error) == 1 and said in error[0], out
+    assert list((tmp_path / "outputs").rglob("*")) == []
 
 
 def compose_study(name: str, *overrides: str) -> DictConfig:

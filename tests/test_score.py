@@ -92,7 +92,10 @@ def test_diversity_rule_is_off_by_default():
 def test_grids_that_never_vary_collapse_at_step_zero():
     tracker = diversity_tracker((0, 0.14), (200, 0.12), (400, 0.10), (600, 0.10))
     assert tracker.collapsed_at == 0 and tracker.score(600) == 0.0
-    assert tracker.reason == "sample diversity < 0.2 from step 0 to the end (last 0.100)"
+    assert tracker.reason == (
+        "sample diversity < 0.2 in every grid, from the untrained G's at step 0 to the end: G "
+        "never made varied images (last 0.100)"
+    )
 
 
 def test_mode_collapse_counts_from_where_the_grids_stopped_varying():

@@ -111,7 +111,10 @@ def test_grids_less_varied_than_min_diversity_collapse_when_training_ends(tiny_c
     assert score == s["score"] == 0.0
     assert s["status"] == "collapsed" and s["collapsed_at"] == 0 and s["steps_done"] == 20
     last = s["quality"]["diversity"]
-    assert s["reason"] == f"sample diversity < 5.0 from step 0 to the end (last {last:.3f})"
+    assert s["reason"] == (
+        "sample diversity < 5.0 in every grid, from the untrained G's at step 0 to the end: G "
+        f"never made varied images (last {last:.3f})"
+    )
 
 
 def test_nan_loss_is_a_collapse_not_a_crash(tiny_cfg, tmp_path):

@@ -1,0 +1,90 @@
+"""The command that reproduces a run, and a run's settings as a config file that runs.
+
+A run's own config is Hydra's composition of conf/config.yaml, the command's overrides
+(`.hydra/overrides.yaml`) and, for a trial of a study, the study's file from sweeps/. A trial of
+`-m hydra/sweeper=optuna` composes sweeps/optuna.yaml without naming it (conf/config.yaml picks
+the study by the sweeper's name), so its overrides alone would compose another config (the
+defaults' train.steps, no score.min_diversity). `command` names the study file the run
+composed (`sweep=NAME`, from `.hydra/hydra.yaml`), so that `python run.py` with it composes
+the run's config exactly; gan.compare's report, its CSV, a study's trials.csv, sweep.log,
+optimization_results.yaml and confirm.csv all give this command.
+
+`export` writes the config that ran as a primary config of its own, for
+`python run.py --config-dir DIR --config-name NAME`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gan.config import REMOVED_KEYS
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def command(overrides: list[str], sweep: str | None = None) -> str:
+    """`python run.py OVERRIDES`, shell-quoted, with `sweep=NAME` first when the run composed a
+    study file of conf/sweep/ that its overrides do not name."""
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    named = [] if not sweep or "sweep" in keys or not study_file(sweep).is_file() else [sweep]
+    return shlex.join(["python", "run.py", *(f"sweep={s}" for s in named), *overrides])
+
+
+def study_file(name: str) -> Path:
+    return CONF / "sweep" / f"{name}.yaml"
+
+
+def run_command(run_dir: Path) -> str | None:
+    """The command that reproduces the run in `run_dir` (None without its .hydra/ files)."""
+    overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
+    hydra = read_yaml(run_dir / ".hydra" / "hydra.yaml")
+    if not isinstance(overrides, list):
+        return None
+    choices = ((hydra or {}).get("hydra") or {}).get("runtime", {}).get("choices") or {}
+    sweep = choices.get("sweep")
+    return command([str(o) for o in overrides], str(sweep) if sweep else None)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def ran_config(run_dir: Path) -> dict[str, Any] | None:
+    """The config the run trained with: a resumed run's merged config, else Hydra's."""
+    for name in ("resumed_config.yaml", "config.yaml"):
+        config = read_yaml(run_dir / ".hydra" / name)
+        if isinstance(config, dict):
+            return config
+    return None
+
+
+def export(run_dir: Path, out: Path, about: str) -> str:
+    """Write the settings run `run_dir` trained with to `out` (a .yaml file) as a primary config
+    on top of pumpgan's own (`defaults: [config, _self_]`); returns the command that runs it.
+    `about` says where the settings come from (the file's first comment)."""
+    config = ran_config(run_dir)
+    if config is None:
+        raise FileNotFoundError(f"{run_dir}/.hydra/config.yaml cannot be read")
+    config = {k: v for k, v in config.items() if k != "resume"}  # the settings, a new run
+    for dotted in REMOVED_KEYS:  # written by an earlier pumpgan, unknown to this one
+        group, key = dotted.split(".")
+        (config.get(group) or {}).pop(key, None)
+    runs = shlex.join(
+        ["python", "run.py", "--config-dir", str(out.parent.resolve()), "--config-name", out.stem]
+    )
+    header = (
+        f"# {about}\n# Exported by gan.compare from {run_dir}. Every key of the run it came from;\n"
+        f"# on top of pumpgan's conf/config.yaml. Run it (any key can still be overridden):\n"
+        f"#   {runs}\n"
+    )
+    body = yaml.safe_dump({"defaults": ["config", "_self_"], **config}, sort_keys=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + body)
+    return runs
