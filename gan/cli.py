@@ -302,7 +302,10 @@ def resume_changes(saved: DictConfig, merged: DictConfig) -> list[str]:
         for k in after
         if any(k == p or k.startswith(f"{p}.") for p in RESUME_KEEPS) and k not in RESUME_FREE
     ]
-    return [f"{k}: {before.get(k)!r} -> {after[k]!r}" for k in kept if before.get(k) != after[k]]
+    # a key the saved config lacks (an earlier pumpgan's) had its default then as now
+    return [
+        f"{k}: {before[k]!r} -> {after[k]!r}" for k in kept if before.get(k, after[k]) != after[k]
+    ]
 
 
 def saved_config(path: Path) -> DictConfig:

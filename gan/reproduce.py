@@ -4,10 +4,11 @@ A run's own config is Hydra's composition of conf/config.yaml, the command's ove
 (`.hydra/overrides.yaml`) and, for a trial of a study, the study's file from sweeps/. A trial of
 `-m hydra/sweeper=optuna` composes sweeps/optuna.yaml without naming it (conf/config.yaml picks
 the study by the sweeper's name), so its overrides alone would compose another config (the
-defaults' train.steps, no score.min_diversity). `command` names the study file the run
-composed (`sweep=NAME`, from `.hydra/hydra.yaml`), so that `python run.py` with it composes
-the run's config exactly; gan.compare's report, its CSV, a study's trials.csv, sweep.log,
-optimization_results.yaml and confirm.csv all give this command.
+defaults' train.steps, no score.min_diversity). `command` adds what selected the study file
+(`hydra/sweeper=optuna`, or `sweep=NAME`; from `.hydra/hydra.yaml`), so that `python run.py`
+with it composes the run's config exactly (the sweeper itself is not used by a single run);
+gan.compare's report, its CSV, a study's trials.csv, sweep.log, optimization_results.yaml and
+confirm.csv all give this command.
 
 `export` writes the config that ran as a primary config of its own, for
 `python run.py --config-dir DIR --config-name NAME`.
@@ -26,12 +27,17 @@ from gan.config import REMOVED_KEYS
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def command(overrides: list[str], sweep: str | None = None) -> str:
-    """`python run.py OVERRIDES`, shell-quoted, with `sweep=NAME` first when the run composed a
-    study file of conf/sweep/ that its overrides do not name."""
+def command(overrides: list[str], choices: dict[str, Any] | None = None) -> str:
+    """`python run.py OVERRIDES`, shell-quoted. `choices`: the run's config group choices
+    (hydra.runtime.choices); when the run composed a study file of conf/sweep/ that its
+    overrides do not name, what selected it comes first: the sweeper (conf/config.yaml's
+    `optional sweep: ${hydra/sweeper}`), or else `sweep=NAME`."""
     keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    named = [] if not sweep or "sweep" in keys or not study_file(sweep).is_file() else [sweep]
-    return shlex.join(["python", "run.py", *(f"sweep={s}" for s in named), *overrides])
+    sweep, sweeper = (str((choices or {}).get(k)) for k in ("sweep", "hydra/sweeper"))
+    first = []
+    if "sweep" not in keys and study_file(sweep).is_file():
+        first = [f"hydra/sweeper={sweeper}" if sweep == sweeper else f"sweep={sweep}"]
+    return shlex.join(["python", "run.py", *first, *overrides])
 
 
 def study_file(name: str) -> Path:
@@ -45,8 +51,7 @@ def run_command(run_dir: Path) -> str | None:
     if not isinstance(overrides, list):
         return None
     choices = ((hydra or {}).get("hydra") or {}).get("runtime", {}).get("choices") or {}
-    sweep = choices.get("sweep")
-    return command([str(o) for o in overrides], str(sweep) if sweep else None)
+    return command([str(o) for o in overrides], choices)
 
 
 def read_yaml(path: Path) -> Any:

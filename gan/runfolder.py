@@ -4,7 +4,7 @@
 metrics.csv            one row per step (METRICS columns), appended in chunks
 eval.csv               one row per in-run evaluation (eval.every): step, swd, swd_<side> per level
 samples/step_NNNNNN.png, final.png   fixed-noise grids
-checkpoints/last.pt    full training state, atomically replaced
+checkpoints/last.pt    full training state and its sha256 (checked on resume), atomically replaced
 summary.json           status, score and timing, rewritten atomically whenever they change
 curves.png             losses and D means over steps with the eps band and the collapse
 """
@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from gan.config import UserError
+from gan.sample import sealed, unseal
 
 METRICS = ("step", "time_s", "loss_d", "loss_g", "d_real", "d_fake", "d_fake_after")
 STATUSES = ("running", "completed", "collapsed", "failed", "interrupted")
@@ -226,10 +227,12 @@ class RunFolder:
             self.tensorboard.close()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """checkpoints/last.pt: `state` and its digest (gan.sample.sealed), which
+        read_checkpoint checks."""
         # serialised in memory first: torch.save into a file on a full disk fails with its own
         # RuntimeError ("unexpected pos"), a plain write with the OSError that says why
         buffer = io.BytesIO()
-        torch.save(state, buffer)
+        torch.save(sealed(state), buffer)
         atomic_write(self.checkpoint_path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
@@ -281,9 +284,11 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
 
 
 def read_checkpoint(path: Path, what: str) -> dict[str, Any]:
-    """torch.load(path, weights_only=True), with a damaged file or one that holds more than
-    tensors and plain values (a pickled payload, which weights_only refuses to run) named in
-    one clear UserError instead of torch's traceback."""
+    """torch.load(path, weights_only=True), with a damaged file (one that cannot be read, or whose
+    contents do not match the checksum written with them) or one that holds more than tensors
+    and plain values (a pickled payload, which weights_only refuses to run) named in one clear
+    UserError instead of torch's traceback or a run that goes on from damaged state. A file
+    written before checksums has none and is read as before."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -298,6 +303,12 @@ def read_checkpoint(path: Path, what: str) -> dict[str, Any]:
             f"file is damaged or truncated, e.g. by a full disk or a copy cut short. Restore it, "
             f"or start the run again."
         ) from None
+    if isinstance(state, dict) and not unseal(state):
+        raise UserError(
+            f"{what}: {path} is damaged: its contents do not match the checksum written with "
+            f"it, so the file changed on disk or in a copy after the run saved it. Restore it "
+            f"from a good copy, resume from another run, or start the run again."
+        )
     if not isinstance(state, dict) or "step" not in state:
         raise UserError(f"{what}: {path} is not a pumpgan checkpoint (no training step in it).")
     return state

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +32,62 @@ from gan.config import ModelConfig, UserError
 from gan.models import Generator
 
 FORMAT = "pumpgan-generator-1"
+CHECKSUM = "sha256"  # the key of the digest that generator.pt and last.pt are written with
+GRID_LIMIT = 4096  # images in one .png grid: a grid is put together in memory
+BATCH = 64  # images made (and written) at a time
+SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed's range (a negative seed aliases a large one)
+
+
+def digest(state: Any) -> str:
+    """sha256 of a checkpoint's contents (before torch.save, or as torch.load returns them): dict
+    keys sorted, each tensor's dtype, shape and bytes, plain values by repr. A file whose bytes
+    changed after it was written still unpickles; only this tells."""
+    h = hashlib.sha256()
+    _feed(h, state)
+    return h.hexdigest()
+
+
+def _feed(h: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)  # 0-d tensors cannot be viewed
+        h.update(f"tensor {flat.dtype} {tuple(value.shape)}|".encode())
+        h.update(flat.view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        h.update(f"dict {len(value)}|".encode())
+        for key in sorted(value, key=repr):
+            _feed(h, repr(key))
+            _feed(h, value[key])
+    elif isinstance(value, list | tuple):
+        h.update(f"{type(value).__name__} {len(value)}|".encode())
+        for item in value:
+            _feed(h, item)
+    else:
+        text = repr(value)
+        h.update(f"{len(text)}:{text}|".encode())
+
+
+def sealed(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` with its digest, to be written with torch.save."""
+    return {**state, CHECKSUM: digest(state)}
+
+
+def unseal(record: dict[str, Any]) -> bool:
+    """Take the digest out of a loaded record: False if the rest does not match it. A file
+    written before checksums has none and is taken as it is."""
+    stored = record.pop(CHECKSUM, None)
+    return stored is None or stored == digest(record)
 
 
 def save_generator(path: Path, model_cfg: Any, gen: torch.nn.Module, step: int, ema: bool) -> None:
-    """checkpoints/generator.pt: {format, model (the model config), state_dict, step, ema}."""
+    """checkpoints/generator.pt: {format, model (the model config), state_dict, step, ema,
+    sha256 (`digest` of the rest)}."""
     from gan.runfolder import atomic_write  # the writer's side only
 
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     model = {k: v for k, v in dict(model_cfg).items() if k in fields}
     state = {k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}
     record = {"format": FORMAT, "model": model, "state_dict": state, "step": step, "ema": ema}
-    atomic_write(path, lambda tmp: torch.save(record, tmp))
+    atomic_write(path, lambda tmp: torch.save(sealed(record), tmp))
 
 
 def load_generator(path: str | Path, device: str = "cpu") -> Generator:
@@ -53,6 +100,12 @@ def load_generator(path: str | Path, device: str = "cpu") -> Generator:
         raise UserError(f"{path} does not exist: pass a run folder or its generator.pt") from None
     except Exception as e:  # noqa: BLE001 - a damaged or foreign file: say which
         raise UserError(f"{path} cannot be read as a generator ({type(e).__name__}: {e})") from None
+    if isinstance(record, dict) and not unseal(record):
+        raise UserError(
+            f"{path} is damaged: its contents do not match the checksum written with it, so the "
+            f"file changed on disk or in a copy after the run wrote it. Restore it from a good "
+            f"copy, or use another run's generator.pt (every run writes one when it ends)."
+        )
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise UserError(f"{path} is not a pumpgan generator file (format {FORMAT})")
     cfg = ModelConfig(**record["model"])
@@ -77,6 +130,27 @@ def noise(n: int, dim_z: int, seed: int) -> torch.Tensor:
     return torch.randn(n, dim_z, 1, 1, generator=torch.Generator().manual_seed(seed))
 
 
+def batch_sizes(n: int, batch_size: int = BATCH) -> list[int]:
+    """n split into nearly equal batches of at most batch_size: G normalises by the batch, so
+    no image is left to a batch of a few."""
+    k = -(-n // batch_size)
+    return [n // k + (i < n % k) for i in range(k)]
+
+
+def noise_batches(n: int, dim_z: int, seed: int) -> Iterator[torch.Tensor]:
+    """n noise vectors of `seed`, a batch at a time."""
+    rng = torch.Generator().manual_seed(seed)
+    for size in batch_sizes(n):
+        yield torch.randn(size, dim_z, 1, 1, generator=rng)
+
+
+def walk_batches(n: int, dim_z: int, seed_a: int, seed_b: int) -> Iterator[torch.Tensor]:
+    """n points from the noise of seed_a to that of seed_b (`slerp`), a batch at a time."""
+    a, b = noise(1, dim_z, seed_a), noise(1, dim_z, seed_b)
+    for t in torch.linspace(0, 1, n).split(batch_sizes(n)):
+        yield slerp(a, b, t).view(len(t), dim_z, 1, 1)
+
+
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation from a (t=0) to b (t=1): points of a Gaussian's typical norm all
     along the way, where a straight line would pass nearer the origin."""
@@ -88,18 +162,24 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so)[:, None] * a + (torch.sin(t * omega) / so)[:, None] * b
 
 
-@torch.no_grad()
-def generate(gen: Generator, z: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+def generate(gen: Generator, z: torch.Tensor, batch_size: int = BATCH) -> torch.Tensor:
     """G(z) in batches of nearly equal sizes (BatchNorm normalises by the batch), on the CPU."""
+    return torch.cat(list(images_of(gen, z.split(batch_sizes(len(z), batch_size)))))
+
+
+@torch.no_grad()
+def images_of(gen: Generator, batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """G's images of each batch of noise, on the CPU, made as they are asked for."""
     device = next(gen.parameters()).device
-    chunks = z.tensor_split(max(1, -(-len(z) // batch_size)))
-    return torch.cat([gen(c.to(device)).float().cpu() for c in chunks])
+    for z in batches:
+        yield gen(z.to(device)).float().cpu()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gan.sample",
         description="Images from a trained generator (a run folder's checkpoints/generator.pt).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run", type=Path, help="a run folder, or a generator.pt file")
     parser.add_argument("--n", type=int, default=64, help="images (frames for --interpolate)")
@@ -107,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=Path("samples.png"),
-        help="a .png: one grid; anything else: a folder of one PNG per image",
+        help=f"a .png: one grid (of at most {GRID_LIMIT} images); anything else: a folder of "
+        f"one PNG per image",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument(
@@ -118,38 +199,95 @@ def main(argv: list[str] | None = None) -> int:
         help="a latent walk from the noise of SEED_A to that of SEED_B in --n frames",
     )
     parser.add_argument("--nrow", type=int, default=8, help="images per row of a grid")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    parser.add_argument("--device", default="cpu", help="where G runs: cpu, cuda, cuda:1, mps")
+    return parser
+
+
+def check(args: argparse.Namespace) -> None:
+    """Refuse what would fail, or fill the memory, before anything is made or written."""
+    if args.n < 1:
+        raise UserError(f"--n {args.n}: ask for at least one image")
+    if args.nrow < 1:
+        raise UserError(f"--nrow {args.nrow}: a grid has at least one image per row")
+    if is_grid(args.out) and args.n > GRID_LIMIT:
+        raise UserError(
+            f"--n {args.n} is too many for one grid (--out {args.out}): a grid is put together "
+            f"in memory and holds at most {GRID_LIMIT} images. Pass a folder as --out (e.g. "
+            f"--out samples/) to write one PNG per image, a batch at a time."
+        )
+    for seed in [args.seed, *(args.interpolate or [])]:
+        if not 0 <= seed <= SEED_MAX:
+            raise UserError(f"seed {seed}: a seed is an integer from 0 to 2**64 - 1")
+    if args.interpolate and args.n < 2:
+        raise UserError(f"--n {args.n}: a latent walk has at least two frames (SEED_A, SEED_B)")
+    if args.interpolate and args.interpolate[0] == args.interpolate[1]:
+        raise UserError(
+            f"--interpolate {args.interpolate[0]} {args.interpolate[1]}: a walk from a seed to "
+            f"itself stands still; pass two different seeds"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
-        if args.n < 1:
-            raise UserError(f"--n {args.n}: ask for at least one image")
+        check(args)
         gen = load_generator(generator_file(args.run), args.device)
         if args.interpolate:
-            a, b = (noise(1, gen.dim_z, s) for s in args.interpolate)
-            z = slerp(a, b, torch.linspace(0, 1, args.n)).view(args.n, gen.dim_z, 1, 1)
-            nrow = args.n if args.out.suffix == ".png" and args.n <= 16 else args.nrow
+            batches = walk_batches(args.n, gen.dim_z, *args.interpolate)
+            nrow = args.n if is_grid(args.out) and args.n <= 16 else args.nrow
         else:
-            z, nrow = noise(args.n, gen.dim_z, args.seed), args.nrow
-        images = generate(gen, z)
-        write(images, args.out, nrow)
+            batches, nrow = noise_batches(args.n, gen.dim_z, args.seed), args.nrow
+        side = write(images_of(gen, batches), args.out, args.n, nrow)
     except UserError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 2
-    what = "grid" if args.out.suffix == ".png" else "folder"
-    print(f"{len(images)} images of {images.shape[-1]} px -> {args.out} ({what})")
+    what = "grid" if is_grid(args.out) else "folder"
+    print(f"{args.n} images of {side} px -> {args.out} ({what})")
     return 0
 
 
-def write(images: torch.Tensor, out: Path, nrow: int) -> None:
+def is_grid(out: Path) -> bool:
+    return out.suffix == ".png"
+
+
+def write(batches: Iterable[torch.Tensor], out: Path, n: int, nrow: int) -> int:
+    """The images as one grid or a folder of PNGs; returns their side in pixels. The folder is
+    created before the first image is made, so an --out that cannot be written is refused at
+    once."""
+    try:
+        if is_grid(out):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            return write_grid(batches, out, nrow)
+        out.mkdir(parents=True, exist_ok=True)
+        return write_folder(batches, out, n)
+    except OSError as e:
+        raise UserError(
+            f"--out {out} cannot be written ({e.strerror or e}: {e.filename or out}). Pass an "
+            f"--out in a folder you can write to: each folder on its path must exist or be "
+            f"creatable, and none of them may be a file."
+        ) from None
+
+
+def write_grid(batches: Iterable[torch.Tensor], out: Path, nrow: int) -> int:
     from gan.runfolder import save_grid
 
-    if out.suffix == ".png":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_grid(images, out, nrow=nrow)
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(images):
-        save_grid(image[None], out / f"{i:05d}.png", nrow=1, padding=0)
+    images = torch.cat(list(batches))
+    save_grid(images, out, nrow=nrow)
+    return images.shape[-1]
+
+
+def write_folder(batches: Iterable[torch.Tensor], out: Path, n: int) -> int:
+    """One PNG per image, a batch at a time: only one batch is ever held in memory. Names are
+    numbers of one width, so that they sort in order."""
+    from gan.runfolder import save_grid
+
+    width, i, side = max(5, len(str(n - 1))), 0, 0
+    for batch in batches:
+        for image in batch:
+            save_grid(image[None], out / f"{i:0{width}d}.png", nrow=1, padding=0)
+            i += 1
+        side = batch.shape[-1]
+    return side
 
 
 if __name__ == "__main__":

@@ -83,8 +83,7 @@ class ScoreTracker:
             return False
         self.collapsed_at = self.low_since
         since = (
-            "in every grid, from the untrained G's at step 0 to the end: G never made varied "
-            "images"
+            "in every grid, from the untrained G's at step 0 to the end: G never made varied images"
             if self.low_since == 0
             else f"from step {self.low_since} to the end"
         )

@@ -202,8 +202,8 @@ class StudySweeper(Sweeper):
         self.sweep_dir = Path(config.hydra.sweep.dir)
         self.study_name = study_name(config.hydra.sweeper)
         self.storage = storage_url(config.hydra.sweeper, str(self.sweep_dir))
-        # the study file of sweeps/ the trials compose: part of the command that reproduces each
-        self.study_file = config.hydra.runtime.choices.get("sweep")
+        # which study file of sweeps/ the trials compose: part of the command that reproduces each
+        self.choices = dict(config.hydra.runtime.choices)
 
     def sweep(self, arguments: list[str]) -> None:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -394,7 +394,7 @@ class StudySweeper(Sweeper):
                     return
                 self.running.add(trial.number)
                 overrides = [f"{k}={v}" for k, v in {**trial.params, **fixed}.items()]
-                trial.set_user_attr(COMMAND, command(overrides, self.study_file))
+                trial.set_user_attr(COMMAND, command(overrides, self.choices))
             run_dir = self.sweep_dir / str(trial.number)
             log.info("trial %d: %s", trial.number, trial.user_attrs[COMMAND])
             summary: dict[str, Any] = {}

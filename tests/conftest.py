@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
@@ -91,3 +94,37 @@ def wait_for_steps(run_dir: Path, steps: int, timeout: float = 120) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{run_dir} did not read back {steps} steps within {timeout} s")
+
+
+def composed(command: str) -> dict:
+    """The config that `command` (`python run.py ARGS`, as pumpgan prints it) composes."""
+    args = shlex.split(command)
+    assert args[:2] == ["python", "run.py"], command
+    with initialize_config_dir(config_dir=str(CONF)):
+        return OmegaConf.to_container(compose("config", overrides=args[2:]))
+
+
+def assert_commands_reproduce(sweep_dir: Path) -> int:
+    """Every command a sweep wrote for a run composes to that run's own saved config: each
+    trial's in trials.csv, sweep.log and gan.compare (its report card and CSV), and those of
+    optimization_results.yaml and confirm.csv. Returns how many runs were checked."""
+    from gan.reproduce import run_command
+
+    with open(sweep_dir / "trials.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["command"]]
+    log = (sweep_dir / "sweep.log").read_text()
+    for row in rows:
+        run_dir = Path(row["run_dir"])
+        saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+        assert composed(row["command"]) == saved, row["command"]
+        assert run_command(run_dir) == row["command"]
+        assert f"trial {row['number']}: {row['command']}\n" in log
+    commands = {r["command"] for r in rows}
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    given = [results.get("best_command"), (results.get("confirmed_best") or {}).get("command")]
+    given += [p["command"] for p in results.get("pareto_front", [])]
+    if (sweep_dir / "confirm.csv").is_file():
+        with open(sweep_dir / "confirm.csv", newline="") as f:
+            given += [r["command"] for r in csv.DictReader(f)]
+    assert all(c in commands for c in given if c), (given, commands)
+    return len(rows)

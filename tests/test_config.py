@@ -143,7 +143,7 @@ def test_cli_unknown_key_exits_2_naming_it(tmp_path: Path):
         (["foo.bar=1"], "Could not override 'foo.bar': Key 'foo' not in 'Config'."),
         (["train.steps=abc"], "train.steps=abc: Value 'abc' of type 'str' could not be converted"),
         (["train.steps=1e3"], "train.steps=1e3: Value '1000.0' of type 'float' could not be"),
-        (["data=nope"], "Could not find 'data/nope': Available options in 'data': folder, pumpkins."),
+        (["data=nope"], "Could not find 'data/nope': Available options in 'data': folder"),
         (["optim.gen_lr=-1"], "optim.gen_lr=-1.0 is not allowed: use a number > 0"),
         (["data=folder", "data.root=EMPTY"], "holds no images"),
         (["resume=NOWHERE"], "is not a run folder"),

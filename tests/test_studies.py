@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from gan import confirm
 from gan.compare import main as compare
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, assert_commands_reproduce, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +118,7 @@ def test_a_pruned_study_stops_runs_on_their_swd(tmp_path, cache_dir):
     log = (sweep / "sweep.log").read_text()
     assert f"{len(pruned)} pruned, 0 failed" in log
     assert "pruned at step 10" in log
+    assert assert_commands_reproduce(sweep) == 4
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
@@ -267,4 +268,15 @@ def test_confirm_reruns_the_best_settings_over_new_seeds(tmp_path, cache_dir):
     assert compare([str(sweep), "--html", str(page_path)]) == 0
     page = page_path.read_text()
     assert "Settings rerun over seeds" in page
-    assert ("Confirmed best: #" in page) == bool(eligible)
+    # one answer, at the top: the confirmed best where there is one
+    assert ("confirmed best (confirm): trial" in page) == bool(eligible)
+    assert ("best: " in page) == (not eligible)
+    assert assert_commands_reproduce(sweep) == 4
+    if eligible:  # the confirmed best's settings as a config that runs: its first rerun's
+        out = tmp_path / "confirmed.yaml"
+        assert compare([str(sweep), "--export", str(out)]) == 0
+        rerun = Path(best[0]["run_dir"])
+        job = run_cli("--config-dir", str(tmp_path), "--config-name", "confirmed", "--cfg", "job")
+        assert job.returncode == 0, job.stderr
+        saved = yaml.safe_load((rerun / ".hydra" / "config.yaml").read_text())
+        assert yaml.safe_load(job.stdout) == saved

@@ -17,7 +17,15 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from .conftest import ROOT, TINY, run_cli, start_cli, wait_for_steps
+from .conftest import (
+    ROOT,
+    TINY,
+    assert_commands_reproduce,
+    composed,
+    run_cli,
+    start_cli,
+    wait_for_steps,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +126,25 @@ def test_quick_sweep_records_every_trial(tmp_path, cache_dir):
         assert float(row["diversity"]) == s["quality"]["diversity"] == trial.user_attrs["diversity"]
         assert float(row["swd"]) == s["quality"]["swd"] == trial.user_attrs["swd"] > 0
     assert "best so far" in (sweep / "sweep.log").read_text()
+    assert assert_commands_reproduce(sweep) == 3
+    # the best trial's settings taken away as a config file, which runs as that trial ran
+    export = subprocess.run(
+        [sys.executable, "-m", "gan.compare", str(sweep), "--export", str(tmp_path / "best.yaml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert export.returncode == 0, export.stderr
+    runs_it = export.stdout.strip().splitlines()[-1].partition("run it with: ")[2]
+    assert runs_it == f"python run.py --config-dir {tmp_path} --config-name best"
+    best = OmegaConf.load(sweep / "optimization_results.yaml").best_trial
+    job = run_cli(*runs_it.split()[2:], "--cfg", "job", cwd=tmp_path)
+    assert job.returncode == 0, job.stderr
+    config = OmegaConf.to_container(OmegaConf.create(job.stdout))
+    assert config == OmegaConf.to_container(
+        OmegaConf.load(sweep / str(best) / ".hydra" / "config.yaml")
+    )
     # the same command again: the study is complete, nothing is overwritten or added
     before = (sweep / "0" / "metrics.csv").read_bytes()
     again = run_cli(
@@ -335,7 +362,7 @@ def test_a_changed_study_is_refused_before_any_trial(tmp_path, cache_dir):
         ("train.steps=20", "train.steps: 10 -> 20"),
     ):
         refused = run_cli(*args, "hydra.sweeper.n_trials=2", change)
-        assert refused.returncode == 1
+        assert refused.returncode == 2
         assert refused.stderr.endswith(
             f"Study 'quick' in sqlite:///{sweep / 'optuna.db'} was started with other settings "
             f"than this sweep's, so their trials would not compare: {differs}. {way_out}\n"
@@ -494,6 +521,34 @@ def test_cli_search_space_with_the_default_study(tmp_path, cache_dir):
     dist = study.trials[0].distributions["optim.gen_lr"]
     assert (dist.low, dist.high, dist.log) == (1e-4, 1e-2, True)
     assert "optim.disc_lr" in study.trials[0].params  # the rest of the stability space
+    # the printed commands name the study file that -m hydra/sweeper=optuna composed
+    assert assert_commands_reproduce(sweep) == 2
+    assert composed(study.trials[0].user_attrs["command"])["train"]["steps"] == 10
+    assert "hydra/sweeper=optuna" in study.trials[0].user_attrs["command"]
+    # hardware=auto: the study chose its precision once, and every trial trained in it
+    chosen = study.user_attrs["pumpgan_precision"]
+    for t in study.trials:
+        s = summary(sweep / str(t.number))
+        assert (s["precision"], s["channels_last"]) == (
+            chosen["precision"],
+            chosen["channels_last"],
+        )
+        assert s["precision_timings"] == {}  # not timed again per trial
+    other = "fp32" if chosen["precision"] == "bf16" else "bf16"
+    refused = run_cli(
+        *sweep_args(
+            sweep,
+            cache_dir,
+            "hydra/sweeper=optuna",
+            "train.steps=10",
+            "optim.gen_lr=tag(log, interval(1e-4, 1e-2))",
+            "hydra.sweeper.n_trials=3",
+            f"hardware.precision={other}",
+        )
+    )
+    assert refused.returncode == 2
+    assert f"trains every trial with hardware.precision={chosen['precision']}" in refused.stderr
+    assert len(load(sweep, "stability").trials) == 2
 
 
 def test_parallel_trials_split_the_cores(tmp_path, cache_dir):
