@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from gan.checksum import sealed, unseal
 from gan.config import UserError
-from gan.sample import sealed, unseal
 
 METRICS = ("step", "time_s", "loss_d", "loss_g", "d_real", "d_fake", "d_fake_after")
 STATUSES = ("running", "completed", "collapsed", "failed", "interrupted")
@@ -227,7 +227,7 @@ class RunFolder:
             self.tensorboard.close()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """checkpoints/last.pt: `state` and its digest (gan.sample.sealed), which
+        """checkpoints/last.pt: `state` and its digest (gan.checksum.sealed), which
         read_checkpoint checks."""
         # serialised in memory first: torch.save into a file on a full disk fails with its own
         # RuntimeError ("unexpected pos"), a plain write with the OSError that says why

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,54 +27,14 @@ from typing import Any
 
 import torch
 
+from gan.checksum import sealed, unseal
 from gan.config import ModelConfig, UserError
 from gan.models import Generator
 
 FORMAT = "pumpgan-generator-1"
-CHECKSUM = "sha256"  # the key of the digest that generator.pt and last.pt are written with
 GRID_LIMIT = 4096  # images in one .png grid: a grid is put together in memory
 BATCH = 64  # images made (and written) at a time
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed's range (a negative seed aliases a large one)
-
-
-def digest(state: Any) -> str:
-    """sha256 of a checkpoint's contents (before torch.save, or as torch.load returns them): dict
-    keys sorted, each tensor's dtype, shape and bytes, plain values by repr. A file whose bytes
-    changed after it was written still unpickles; only this tells."""
-    h = hashlib.sha256()
-    _feed(h, state)
-    return h.hexdigest()
-
-
-def _feed(h: Any, value: Any) -> None:
-    if isinstance(value, torch.Tensor):
-        flat = value.detach().cpu().contiguous().reshape(-1)  # 0-d tensors cannot be viewed
-        h.update(f"tensor {flat.dtype} {tuple(value.shape)}|".encode())
-        h.update(flat.view(torch.uint8).numpy())
-    elif isinstance(value, dict):
-        h.update(f"dict {len(value)}|".encode())
-        for key in sorted(value, key=repr):
-            _feed(h, repr(key))
-            _feed(h, value[key])
-    elif isinstance(value, list | tuple):
-        h.update(f"{type(value).__name__} {len(value)}|".encode())
-        for item in value:
-            _feed(h, item)
-    else:
-        text = repr(value)
-        h.update(f"{len(text)}:{text}|".encode())
-
-
-def sealed(state: dict[str, Any]) -> dict[str, Any]:
-    """`state` with its digest, to be written with torch.save."""
-    return {**state, CHECKSUM: digest(state)}
-
-
-def unseal(record: dict[str, Any]) -> bool:
-    """Take the digest out of a loaded record: False if the rest does not match it. A file
-    written before checksums has none and is taken as it is."""
-    stored = record.pop(CHECKSUM, None)
-    return stored is None or stored == digest(record)
 
 
 def save_generator(path: Path, model_cfg: Any, gen: torch.nn.Module, step: int, ema: bool) -> None:

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from gan.checksum import digest
 from gan.config import ModelConfig, UserError
 from gan.models import Generator
 from gan.runfolder import RunFolder, load_checkpoint, read_checkpoint
-from gan.sample import digest, load_generator, save_generator
+from gan.sample import load_generator, save_generator
 from gan.sample import main as sample_main
 from gan.train import train
 
