@@ -9,9 +9,14 @@ the config keys that differ between the runs, then status, score, SWD, collapsed
 diversity, steps, wall time and images/s. Killed and
 half-written runs are listed with their status. Exit status 1 when no PATH holds a run.
 
+The answer (the last line of the table, the top of the HTML page) is a confirm sweep's confirmed
+best where one is among the folders, else the best finished run; --export writes its settings
+as a config file that runs as it ran.
+
 examples:
   uv run python -m gan.compare                            # every run below outputs/
   uv run python -m gan.compare outputs/sweeps/quick --csv runs.csv --html report.html
+  uv run python -m gan.compare outputs/sweeps/quick --export best.yaml
 """
 
 from __future__ import annotations

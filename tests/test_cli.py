@@ -197,8 +197,9 @@ def test_compare_help_prints_its_whole_description():
     assert doc is not None
     assert result.stdout == "\n".join(
         [
-            "usage: python -m gan.compare [-h] [--csv CSV] [--html HTML] [--sort {score,name}]"
-            " [PATH ...]",
+            "usage: python -m gan.compare [-h] [--csv CSV] [--html HTML] [--sort {score,name}]",
+            "                             [--export FILE.yaml]",
+            "                             [PATH ...]",
             "",
             doc.strip(),
             "",
@@ -210,6 +211,11 @@ def test_compare_help_prints_its_whole_description():
             "  --csv CSV            write the rows, all columns, to this CSV file",
             "  --html HTML          write a self-contained HTML report here",
             "  --sort {score,name}  best first, or by folder",
+            "  --export FILE.yaml   write the answer's settings (the confirmed best, else the best"
+            " finished",
+            "                       run) as a config file; run it with python run.py --config-dir"
+            " DIR --config-",
+            "                       name NAME",
             "",
         ]
     )
