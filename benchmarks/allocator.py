@@ -1,4 +1,4 @@
-"""Does glibc's malloc keeping freed memory (gan.hardware.keep_freed_memory) still pay?
+"""Does glibc's malloc keeping freed memory (gan.run.hardware.keep_freed_memory) still pay?
 
 The setting is process-wide, so ab_step.py cannot alternate it within one process. Here each
 timed run is a fresh process that builds throughput.py's `pumpgan_step` (model=seed at
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gan.hardware import keep_freed_memory
+from gan.run.hardware import keep_freed_memory
 
 from throughput import BATCH, machine, pumpgan_cfg, pumpgan_step
 

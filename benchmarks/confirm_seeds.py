@@ -3,7 +3,7 @@
 Reads the confirm sweep's confirm.csv and study and prints, per setting in the study's order,
 its values in the study (one seed) and over the confirm seeds (mean, spread, every seed's SWD,
 collapses); then the confirmed best against the study's single-seed best. With --plot PATH, the
-SWD of every seed of every setting (gan.studyplots.confirm_plot, as in the HTML report).
+SWD of every seed of every setting (gan.report.studyplots.confirm_plot, as in the HTML report).
 
     uv run python benchmarks/confirm_seeds.py outputs/sweeps/stability_confirm \
         --plot docs/stability_confirm.png
@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from gan import confirm, studyplots  # noqa: E402
+from gan import studyplots  # noqa: E402
+from gan.study import confirm
 
 
 def main(argv: list[str] | None = None) -> int:

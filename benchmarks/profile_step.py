@@ -21,7 +21,7 @@ convolution and matrix product ran at the bf16 GEMM peak (a) with the other ops 
 (b) with the other ops taking no time at all. Nothing that keeps the FLOPs can beat (b). The
 seed loop is
 measured and profiled first: pumpgan's step turns on its process-wide allocator setting
-(gan.hardware.keep_freed_memory), which the seed loop as written does not have.
+(gan.run.hardware.keep_freed_memory), which the seed loop as written does not have.
 
     uv run python benchmarks/profile_step.py --width 32
     uv run python benchmarks/profile_step.py --width 16 --steps 5
@@ -60,8 +60,8 @@ from throughput import (
 )
 
 # isort: split
-from gan import hardware  # noqa: E402  (after throughput: sys.path)
-from gan.train import build_models  # noqa: E402
+from gan import hardware  # noqa: E402  (after throughput: sys.path
+from gan.run.train import build_models  # noqa: E402
 
 # self-CPU-time categories by aten op name: the first category with a matching prefix wins
 CATEGORIES = {

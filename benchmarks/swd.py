@@ -1,4 +1,4 @@
-"""Time of `gan.quality.swd` on the built-in pumpkins, and the real-vs-real SWD it reports.
+"""Time of `gan.run.quality.swd` on the built-in pumpkins, and the real-vs-real SWD it reports.
 
 Per image size it generates --num pumpkins of data seed 0 (the "real" set) and --num of data
 seed 1 (standing in for samples of a perfect generator), then prints the median time of 3 calls
@@ -22,8 +22,8 @@ import torch
 from throughput import machine
 
 # isort: split
-from gan.pumpkins import generate  # noqa: E402  (after throughput: sys.path)
-from gan.quality import swd  # noqa: E402
+from gan.data.pumpkins import generate  # noqa: E402  (after throughput: sys.path)
+from gan.run.quality import swd  # noqa: E402
 
 
 def main() -> None:

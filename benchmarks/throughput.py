@@ -8,7 +8,7 @@ other, their order alternating per round), it measures training images/s of
   in a DataLoader with 2 workers, fp32, three `.item()` reads per step, the display pass at
   batch 0 of each epoch and the save every 100 steps). It reads the built-in pumpkins written
   once as 128 px PNG files, so that Resize(64) does real work as on the article's photos;
-- pumpgan: `gan.train.train()`, what `run.py` calls, composed with `model=seed` at the same
+- pumpgan: `gan.run.train.train()`, what `run.py` calls, composed with `model=seed` at the same
   width, plus `--pumpgan-overrides` (default `hardware.precision=bf16
   hardware.channels_last=true`, the fastest setting on a CPU with native bf16;
   `--pumpgan-overrides hardware.precision=fp32` measures fp32),
@@ -70,9 +70,10 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `gan` is not installed; it imports from the checkout
 
-from gan import hardware, pumpkins  # noqa: E402
+from gan import pumpkins  # noqa: E402
 from gan.data import load_images, real_batch  # noqa: E402
-from gan.train import build_models, train, train_step  # noqa: E402
+from gan.run import hardware  # noqa: E402
+from gan.run.train import build_models, train, train_step  # noqa: E402
 
 BATCH, IMAGE_SIZE, PNG_SIZE = 128, 64, 128
 LOOPS = ("baseline", "pumpgan")
@@ -250,7 +251,7 @@ def save_progress(s: SeedLoop, out_dir: Path) -> None:
     torch.save(s.disc_net.state_dict(), out_dir / "discriminator.h5")
 
 
-# ---- (b) pumpgan, through gan.train.train as run.py calls it
+# ---- (b) pumpgan, through gan.run.train.train as run.py calls it
 def pumpgan_cfg(
     width: int, steps: int, warmup: int, n_images: int, cache_dir: Path, overrides: list[str]
 ) -> DictConfig:
@@ -287,7 +288,7 @@ def baseline_step(width: int) -> Callable[[], object]:
 
 def pumpgan_step(cfg: DictConfig, fast_layers: list[str] | None = None) -> Callable[[], object]:
     """What train() runs each step: the batch's scaling and augmentation, then train_step, on
-    the hardware `gan.hardware.setup` picks for `cfg` (with `fast_layers`, if given, instead
+    the hardware `gan.run.hardware.setup` picks for `cfg` (with `fast_layers`, if given, instead
     of the swaps it picks), the nets built by train()'s `build_models`."""
     hw = hardware.setup(cfg.hardware, cfg.model, BATCH)
     if fast_layers is not None:

@@ -1,5 +1,5 @@
 """A checksum of a checkpoint's contents, written into the file with them and checked on every
-read (checkpoints/last.pt by gan.runfolder, checkpoints/generator.pt by gan.sample): a file whose
+read (checkpoints/last.pt by gan.run.folder, checkpoints/generator.pt by gan.sample): a file whose
 bytes changed after it was written (a bad disk, a copy cut short, flipped bits) can still
 unpickle, and only the checksum tells. Files stay plain dicts that
 `torch.load(path, weights_only=True)` reads; files written before checksums have none.

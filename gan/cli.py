@@ -37,13 +37,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gan import interrupts
-from gan.config import UserError, check_keys, drop_removed_keys, flatten, validate
-from gan.confirm import NoStudy
-from gan.pruning import TrialReporter
-from gan.runfolder import CLAIM, RunFolder, claim
-from gan.sweep import StudyRefused, trial_of_job
-from gan.train import train
+from gan.config import check_keys, drop_removed_keys, flatten, validate
+from gan.errors import UserError
+from gan.run import interrupts
+from gan.run.folder import CLAIM, RunFolder, claim
+from gan.run.train import train
+from gan.study.confirm import NoStudy
+from gan.study.pruning import TrialReporter
+from gan.study.sweeper import StudyRefused, trial_of_job
 
 log = logging.getLogger("run")
 
@@ -161,7 +162,7 @@ BEFORE_TRAINING = {".hydra", "run.log", CLAIM}
 
 def remove_unstarted(run_dir: Path) -> None:
     """Remove the folder of a single run that was refused before it wrote anything of its own.
-    Its claim (gan.runfolder.claim, on an empty or new folder) makes everything in it this
+    Its claim (gan.run.folder.claim, on an empty or new folder) makes everything in it this
     run's; the date folder above it goes too when that leaves it empty."""
     if not run_dir.is_dir() or any(p.name not in BEFORE_TRAINING for p in run_dir.iterdir()):
         return
@@ -212,7 +213,7 @@ class ClaimRunFolder(Callback):
     """Checks a single run's config, then claims its folder (hydra.run.dir), before Hydra
     writes .hydra/ and run.log into it: a config with unknown keys or impossible values, a
     folder that holds anything, or one that another run claims at the same moment, is refused
-    with nothing written (gan.runfolder.claim). Trials of a sweep are claimed by the run itself
+    with nothing written (gan.run.folder.claim). Trials of a sweep are claimed by the run itself
     (train), in a folder that only their trial number names; a sweep's unknown keys are refused
     before its first trial."""
 

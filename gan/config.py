@@ -16,10 +16,7 @@ from typing import Any, cast
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-
-class UserError(Exception):
-    """Bad input from the user (config, data folder, resume path): shown as one paragraph, no
-    traceback, and nothing already written is lost."""
+from gan.errors import UserError  # noqa: F401  (imported from here by older code)
 
 
 @dataclass

@@ -28,8 +28,9 @@ from typing import Any
 import torch
 
 from gan.checksum import sealed, unseal
-from gan.config import ModelConfig, UserError
-from gan.models import Generator
+from gan.config import ModelConfig
+from gan.errors import UserError
+from gan.nets.models import Generator
 
 FORMAT = "pumpgan-generator-1"
 GRID_LIMIT = 4096  # images in one .png grid: a grid is put together in memory
@@ -40,7 +41,7 @@ SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed's range (a negative seed ali
 def save_generator(path: Path, model_cfg: Any, gen: torch.nn.Module, step: int, ema: bool) -> None:
     """checkpoints/generator.pt: {format, model (the model config), state_dict, step, ema,
     sha256 (`digest` of the rest)}."""
-    from gan.runfolder import atomic_write  # the writer's side only
+    from gan.files import atomic_write  # the writer's side only
 
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     model = {k: v for k, v in dict(model_cfg).items() if k in fields}
@@ -228,7 +229,7 @@ def write(batches: Iterable[torch.Tensor], out: Path, n: int, nrow: int) -> int:
 
 
 def write_grid(batches: Iterable[torch.Tensor], out: Path, nrow: int) -> int:
-    from gan.runfolder import save_grid
+    from gan.files import save_grid
 
     images = torch.cat(list(batches))
     save_grid(images, out, nrow=nrow)
@@ -238,7 +239,7 @@ def write_grid(batches: Iterable[torch.Tensor], out: Path, nrow: int) -> int:
 def write_folder(batches: Iterable[torch.Tensor], out: Path, n: int) -> int:
     """One PNG per image, a batch at a time: only one batch is ever held in memory. Names are
     numbers of one width, so that they sort in order."""
-    from gan.runfolder import save_grid
+    from gan.files import save_grid
 
     width, i, side = max(5, len(str(n - 1))), 0, 0
     for batch in batches:

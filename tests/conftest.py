@@ -108,7 +108,7 @@ def assert_commands_reproduce(sweep_dir: Path) -> int:
     """Every command a sweep wrote for a run composes to that run's own saved config: each
     trial's in trials.csv, sweep.log and gan.compare (its report card and CSV), and those of
     optimization_results.yaml and confirm.csv. Returns how many runs were checked."""
-    from gan.reproduce import run_command
+    from gan.run.command import run_command
 
     with open(sweep_dir / "trials.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["command"]]

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from gan.checksum import digest
-from gan.config import ModelConfig, UserError
-from gan.models import Generator
-from gan.runfolder import RunFolder, load_checkpoint, read_checkpoint
+from gan.config import ModelConfig
+from gan.errors import UserError
+from gan.nets.models import Generator
+from gan.run.folder import RunFolder, load_checkpoint, read_checkpoint
+from gan.run.train import train
 from gan.sample import load_generator, save_generator
 from gan.sample import main as sample_main
-from gan.train import train
 
 from .conftest import ROOT, make_cfg
 

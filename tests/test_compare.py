@@ -20,7 +20,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from gan.compare import differing_keys, find_runs, format_table, main, sort_runs
+import gan.report.compare
+from gan.report.compare import differing_keys, find_runs, format_table, main, sort_runs
 
 from .conftest import ROOT
 
@@ -50,7 +51,7 @@ def make_run(
     cache_dir: str = "/tmp/cache",
     updated_at: datetime | None = None,
 ) -> Path:
-    """A run folder as gan.train writes it, with 20 steps of metrics and a 16 px grid."""
+    """A run folder as gan.run.train writes it, with 20 steps of metrics and a 16 px grid."""
     config = json.loads(json.dumps(CONFIG))
     config["optim"]["gen_lr"] = gen_lr
     config["data"]["cache_dir"] = cache_dir
@@ -337,7 +338,7 @@ def test_a_reader_that_stops_early_loses_no_file(tree, tmp_path):
 
 
 def test_ties_in_score_are_broken_by_the_lower_swd(tmp_path):
-    from gan.compare import Run
+    from gan.report.compare import Run
 
     def run(name: str, score: float | None, swd: float | None) -> Run:
         quality = None if swd is None else {"swd": swd, "diversity": 0.5}
@@ -359,7 +360,6 @@ def test_the_chart_shades_each_runs_own_eps_band(tmp_path, monkeypatch):
     not a default: eps 0.03 and 0.1 give their bands; a run without a config none."""
     import matplotlib.colors
 
-    import gan.compare
 
     make_run(tmp_path / "a", 1e-3, 0.5)
     make_run(tmp_path / "b", 2e-3, 0.5, extra={"score.eps": 0.1})
@@ -373,8 +373,8 @@ def test_the_chart_shades_each_runs_own_eps_band(tmp_path, monkeypatch):
         figures.append(fig)
         return b"png"
 
-    monkeypatch.setattr(gan.compare, "figure_png", keep)
-    assert gan.compare.plot_d_means(runs) == b"png"
+    monkeypatch.setattr(gan.report.compare, "figure_png", keep)
+    assert gan.report.compare.plot_d_means(runs) == b"png"
     panels = [ax for ax in figures[0].axes if ax.has_data()]
     assert len(panels) == 3  # one per run, in the order given
 
@@ -393,4 +393,4 @@ def test_the_chart_shades_each_runs_own_eps_band(tmp_path, monkeypatch):
     assert hexes[1] not in ("#15803d", "#b91c1c")
     labels = [t.get_text() for t in figures[0].legends[0].get_texts()]
     assert "unhealthy (score.eps)" in labels and "best run" in labels
-    gan.compare.pyplot().close("all")
+    gan.report.compare.pyplot().close("all")

@@ -11,10 +11,11 @@ from omegaconf import DictConfig
 from omegaconf.errors import ValidationError
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from gan.config import UserError, validate
+from gan.config import validate
 from gan.data import augment, load_images
-from gan.models import Discriminator, Generator
-from gan.sweep import TARGET, search_space
+from gan.errors import UserError
+from gan.nets.models import Discriminator, Generator
+from gan.study.sweeper import TARGET, search_space
 
 from .conftest import CONF, run_cli
 

@@ -13,15 +13,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from gan.config import AugmentConfig, DataConfig, UserError
-from gan.data import (
-    MAX_PIXELS,
-    BatchSampler,
-    _random_affine,
-    _warp,
-    augment,
-    load_images,
-)
+from gan.config import AugmentConfig, DataConfig
+from gan.data import MAX_PIXELS, BatchSampler, augment, load_images
+from gan.data.augment import _random_affine, _warp
+from gan.errors import UserError
 
 SIZE = 16
 

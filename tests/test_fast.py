@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from gan import fast
 from gan.config import ModelConfig
-from gan.models import Discriminator, Generator
+from gan.nets import fast
+from gan.nets.models import Discriminator, Generator
 
 
 def pair(layer: nn.Module, cls: type[nn.Module]) -> tuple[nn.Module, nn.Module]:

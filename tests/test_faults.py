@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from gan.data import load_images
-from gan.runfolder import METRICS, atomic_write
+from gan.files import atomic_write
+from gan.run.folder import METRICS
 
 from .conftest import ROOT, TINY, make_cfg, run_cli, start_cli, wait_for_steps
 
@@ -112,9 +113,9 @@ def test_a_signal_stops_at_a_step_boundary_and_resuming_equals_one_run(tmp_path,
 SECOND_SIGNAL = """
 import os, signal, sys
 from pathlib import Path
-from gan import interrupts
-from gan.runfolder import RunFolder
-from gan.train import Evaluation, train
+from gan.run import interrupts
+from gan.run.folder import RunFolder
+from gan.run.train import Evaluation, train
 from tests.conftest import make_cfg
 
 where, cache_dir, run_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -218,7 +219,7 @@ def test_a_full_disk_stops_the_run_with_one_message_and_its_checkpoint_intact(
 # mounted: the OSError a full disk raises, at the place the tmpfs test meets it most
 FULL_AT_THIRD_CHECKPOINT = """
 import errno, os, sys
-from gan.runfolder import RunFolder
+from gan.run.folder import RunFolder
 save, calls = RunFolder.save_checkpoint, []
 def save_checkpoint(self, state):
     calls.append(state["step"])
@@ -306,7 +307,7 @@ def test_a_truncated_data_cache_is_named_and_built_again(tmp_path, caplog):
 
 
 def test_a_batch_larger_than_the_data_set_is_warned_about(tmp_path, caplog, cache_dir):
-    from gan.train import train
+    from gan.run.train import train
 
     cfg = make_cfg("data.num_images=8", "train.steps=2", "eval.num_images=0", cache_dir=cache_dir)
     train(cfg, tmp_path / "run")
@@ -332,7 +333,7 @@ def test_a_write_error_names_the_file_not_its_temp_copy(tmp_path):
 
 
 def test_compare_ranks_a_run_cut_short_below_finished_ones_and_quotes_commands(tmp_path):
-    from gan.compare import main
+    from gan.report.compare import main
 
     def run(name: str, status: str, score: float, steps_done: int, override: str) -> None:
         folder = tmp_path / "outputs" / name

@@ -6,7 +6,7 @@ from pathlib import Path
 
 DEFERRED = """
 import os, signal
-from gan import interrupts
+from gan.run import interrupts
 
 interrupts.install()
 try:

@@ -6,7 +6,14 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from gan.config import ModelConfig
-from gan.models import Discriminator, Generator, disc_widths, gen_widths, init_weights, num_params
+from gan.nets.models import (
+    Discriminator,
+    Generator,
+    disc_widths,
+    gen_widths,
+    init_weights,
+    num_params,
+)
 
 # run folders written by pumpgan at commit 26fc4a1 (before the nets became plain torch.nn), with
 # their nets' outputs in eval mode on the checkpoint's fixed noise

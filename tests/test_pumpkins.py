@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gan.pumpkins import generate, render
+from gan.data.pumpkins import generate, render
 
 
 @pytest.mark.parametrize("size", [16, 32, 64])

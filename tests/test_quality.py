@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan.pumpkins import generate
-from gan.quality import (
+from gan.data.pumpkins import generate
+from gan.run.quality import (
     SWD,
     descriptors,
     laplacian_pyramid,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gan.config import ModelConfig
-from gan.models import Generator
+from gan.nets.models import Generator
 from gan.sample import (
     BATCH,
     GRID_LIMIT,

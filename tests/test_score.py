@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from gan.score import ScoreTracker, rank_key, score_trace
+from gan.run.score import ScoreTracker, rank_key, score_trace
 
 EPS, PATIENCE = 0.05, 5
 
@@ -134,7 +134,7 @@ def test_rank_key_breaks_ties_in_score_by_the_lower_swd():
 def test_the_sweeper_picks_its_best_trial_by_rank_key(direction):
     import optuna
 
-    from gan.sweep import SWD, best_trial
+    from gan.study.sweeper import SWD, best_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction)
@@ -154,7 +154,7 @@ def test_the_confirmed_best_is_the_best_mean_among_settings_that_never_collapsed
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    from gan import confirm
+    from gan.study import confirm
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = {"optim.gen_lr": FloatDistribution(1e-4, 1e-2, log=True)}

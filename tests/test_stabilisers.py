@@ -10,14 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from gan import config, diffaugment
-from gan.config import ModelConfig, UserError
-from gan.losses import LOSSES, gradient_penalty, r1_penalty
-from gan.models import Discriminator, Generator, init_weights
-from gan.runfolder import read_metrics
+from gan import config
+from gan.config import ModelConfig
+from gan.errors import UserError
+from gan.nets import diffaugment
+from gan.nets.losses import LOSSES, gradient_penalty, r1_penalty
+from gan.nets.models import Discriminator, Generator, init_weights
+from gan.run.folder import read_metrics
+from gan.run.train import EMA, Objective, train
 from gan.sample import load_generator, slerp
 from gan.sample import main as sample_main
-from gan.train import EMA, Objective, train
 
 from .conftest import ROOT
 
@@ -236,8 +238,8 @@ def test_slerp_ends_at_both_seeds_and_keeps_the_norm():
 
 GENERATOR_ONLY = """
 import sys, torch
-sys.modules["gan.train"] = None  # importing pumpgan's training code would fail here
-sys.modules["gan.runfolder"] = None
+sys.modules["gan.run.train"] = None  # importing pumpgan's training code would fail here
+sys.modules["gan.run.folder"] = None
 from gan.sample import load_generator
 gen = load_generator(sys.argv[1])
 torch.manual_seed(0)

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from gan import confirm
-from gan.compare import main as compare
+from gan.report.compare import main as compare
+from gan.study import confirm
 
 from .conftest import TINY, assert_commands_reproduce, run_cli
 

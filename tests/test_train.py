@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from gan import config
-from gan.hardware import keep_freed_memory
-from gan.runfolder import METRICS, read_metrics
-from gan.train import LOSSES, train
+from gan.run.folder import METRICS, read_metrics
+from gan.run.hardware import keep_freed_memory
+from gan.run.train import LOSSES, train
 
 # loss_d and loss_g of the first 5 steps of `tiny_cfg("train.steps=5")` (seed 0, fp32, CPU);
 # a change here means the math of a training step (or the built-in data) changed
@@ -208,7 +208,7 @@ def test_compiled_nets_train_like_eager_ones(tiny_cfg, tmp_path, precision, layo
 # a 64 MiB block freed and allocated again: page faults of the second malloc + fill
 REFAULTS = """
 import ctypes, resource, sys
-from gan.hardware import keep_freed_memory
+from gan.run.hardware import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
 libc, size = ctypes.CDLL(None), 2**26
 libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
@@ -256,8 +256,8 @@ def test_summary_records_the_allocator_setting(tiny_cfg, tmp_path):
 SWALLOWED = """
 import os, signal, sys
 from pathlib import Path
-from gan import interrupts
-from gan.train import train
+from gan.run import interrupts
+from gan.run.train import train
 from tests.conftest import make_cfg
 
 interrupts.install()  # as run.py does

@@ -12,10 +12,10 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from gan.compare import edge_warnings, find_runs
-from gan.confirm import CONFIRMS
-from gan.sweep import TrialSampler, abandon, requeue, start_trial
-from gan.train import train
+from gan.report.compare import edge_warnings, find_runs
+from gan.run.train import train
+from gan.study.confirm import CONFIRMS
+from gan.study.sweeper import TrialSampler, abandon, requeue, start_trial
 
 from .conftest import TINY, run_cli, start_cli
 
@@ -106,11 +106,11 @@ def test_images_per_s_and_wall_s_of_a_resumed_run_agree(tiny_cfg, tmp_path):
     """summary.json's images_per_s is steps_done x batch_size / wall_s, both over the whole run,
     the run it resumed included (it counted the resumed stretch only, against the whole time)."""
     first, resumed = tmp_path / "first", tmp_path / "resumed"
-    train(tiny_cfg("train.steps=10", "eval.num_images=0"), first)
-    train(tiny_cfg("train.steps=20", f"resume={first}", "eval.num_images=0"), resumed)
+    train(tiny_cfg("train.steps=20", "eval.num_images=0"), first)
+    train(tiny_cfg("train.steps=25", f"resume={first}", "eval.num_images=0"), resumed)
     for run_dir in (first, resumed):
-        s = summary(run_dir)
-        assert s["images_per_s"] == pytest.approx(s["steps_done"] * 16 / s["wall_s"], rel=1e-3)
+        s = summary(run_dir)  # wall_s is rounded to 1 ms
+        assert s["images_per_s"] == pytest.approx(s["steps_done"] * 16 / s["wall_s"], rel=1e-2)
     assert summary(resumed)["wall_s"] > summary(first)["wall_s"]
 
 

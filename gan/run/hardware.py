@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gan import fast
-from gan.config import HardwareConfig, ModelConfig, OptimConfig, UserError
-from gan.models import Discriminator, Generator
+from gan.config import HardwareConfig, ModelConfig, OptimConfig
+from gan.errors import UserError
+from gan.nets import fast
+from gan.nets.models import Discriminator, Generator
 
 
 @dataclass
@@ -101,7 +102,7 @@ def setup(cfg: HardwareConfig | DictConfig, model: ModelConfig, batch_size: int)
 def time_cpu_steps(m: ModelConfig, batch_size: int, bf16: bool, fast_layers: list[str]) -> float:
     """Median seconds per training step of throwaway nets on random data, fp32 or bf16
     channels-last, outside the run's random stream (a second or two)."""
-    from gan.train import build_models, train_step  # what is timed is the training step
+    from gan.run.train import build_models, train_step  # what is timed is the training step
 
     hw = Hardware(torch.device("cpu"), bf16, bf16, fast_layers)
     with torch.random.fork_rng(devices=[]):

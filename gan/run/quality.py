@@ -23,7 +23,7 @@ texture and edges, the 16 px level overall shapes and colour layout. Because eac
 normalised by its own statistics, SWD is blind to a global per-channel offset or gain of a whole
 set (all images a little too red, say); `sample_quality`'s colour_gap measures that.
 
-    from gan.quality import swd
+    from gan.run.quality import swd
     swd(fake, real, seed=0)  # fake: (N, 3, S, S) float in [-1, 1]; real: the same or uint8
     # two samples of 2,048 built-in pumpkins at 64 px (benchmarks/swd.py):
     # {"swd": 5.87, "swd_levels": {"64": 5.40, "32": 6.52, "16": 5.68}}

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan.models import Discriminator, Generator
+from gan.nets.models import Discriminator, Generator
 
 
 class _UpConvGemmGrad(torch.autograd.Function):

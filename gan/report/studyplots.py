@@ -23,8 +23,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from gan.compare import figure_png, pyplot
-from gan.confirm import CONFIRMS
+from gan.report.compare import figure_png, pyplot
+from gan.study.confirm import CONFIRMS
 
 SWD_NAME = "SWD (lower is better)"
 SCORE_NAME = "stability score"
@@ -148,7 +148,7 @@ def confirm_plot(study: optuna.Study, rows: list[dict[str, Any]]) -> bytes | Non
     seeds: dict[int, list[tuple[float, bool]]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         swd = t.user_attrs.get("swd")
-        # collapsed_at (gan.sweep records it); for trials of older sweeps, a score below 1
+        # collapsed_at (gan.study.sweeper records it); for trials of older sweeps, a score below 1
         collapsed = t.user_attrs.get("collapsed_at", None if t.values[0] == 1.0 else 0) is not None
         if CONFIRMS in t.user_attrs and isinstance(swd, int | float):
             seeds.setdefault(int(t.user_attrs[CONFIRMS]), []).append((swd, collapsed))

@@ -10,12 +10,12 @@ One extension, off by default (`score.min_diversity` = 0): the D means cannot se
 one image, or nothing, while D stays unsure (both are common at 1.0 in a wide learning-rate
 study). With min_diversity > 0 the fixed-noise sample grids (step 0, every sample_every steps,
 the final one) are checked too: a run whose D means never collapsed, but whose grids stay less
-varied than min_diversity (relative to the data, see gan.quality.sample_quality) from some sample
-point to the end of training, collapses at that sample point (at 0 if they never varied). It is
-known only when training ends, so it never stops a run early.
+varied than min_diversity (relative to the data, see gan.run.quality.sample_quality) from
+some sample point to the end of training, collapses at that sample point (at 0 if they never
+varied). It is known only when training ends, so it never stops a run early.
 
 Ranking runs against each other (`rank_key`) and telling a dead run from a live one
-(`STALE_AFTER_S`) live here too: gan.compare and the sweeper (gan.sweep) both use them.
+(`STALE_AFTER_S`) live here too: gan.compare and the sweeper (gan.study.sweeper) both use them.
 """
 
 from __future__ import annotations

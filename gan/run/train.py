@@ -29,16 +29,18 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gan import diffaugment, hardware, interrupts
-from gan.config import UserError, validate
+from gan.config import validate
 from gan.data import BatchSampler, load_images, real_batch
-from gan.hardware import Hardware
-from gan.losses import LOSSES, gradient_penalty, r1_penalty
-from gan.models import Discriminator, Generator, init_weights, num_params
-from gan.quality import SWD, sample_quality, swd
-from gan.runfolder import RunFolder, load_checkpoint, now_iso, plot_curves, read_metrics
+from gan.errors import UserError
+from gan.nets import diffaugment
+from gan.nets.losses import LOSSES, gradient_penalty, r1_penalty
+from gan.nets.models import Discriminator, Generator, init_weights, num_params
+from gan.run import hardware, interrupts
+from gan.run.folder import RunFolder, load_checkpoint, now_iso, plot_curves, read_metrics
+from gan.run.hardware import Hardware
+from gan.run.quality import SWD, sample_quality, swd
+from gan.run.score import ScoreTracker
 from gan.sample import save_generator
-from gan.score import ScoreTracker
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def train(
 
     progress_bar: a tqdm bar (True) or plain log lines (False); default: a bar on a TTY.
     on_eval: called with (step, SWD) at every `eval.every`; True stops the run there with status
-    `pruned` (gan.pruning.TrialReporter asks a study's pruner)."""
+    `pruned` (gan.study.pruning.TrialReporter asks a study's pruner)."""
     validate(cfg)
     folder = RunFolder(run_dir)
     folder.check_new()

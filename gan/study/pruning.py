@@ -1,7 +1,7 @@
 """The run's side of a pruned study: report the SWD to the run's trial and ask the pruner.
 
-A run launched by gan.sweep.StudySweeper knows its study, storage and trial number (from
-Hydra's config, gan.sweep.trial_of_job), in the process the launcher gave it (basic, joblib,
+A run launched by gan.study.sweeper.StudySweeper knows its study, storage and trial number (from
+Hydra's config, gan.study.sweeper.trial_of_job), in the process the launcher gave it (basic, joblib,
 submitit). With `eval.every` > 0, every evaluation's SWD becomes an intermediate value of the
 trial, and the pruner of `hydra.sweeper.pruner` (rebuilt here: Optuna keeps pruners out of the
 storage) decides whether the run stops. The run then ends with status `pruned`, and the sweeper

@@ -4,7 +4,7 @@ GAN rankings flip across seeds (Lucic et al., "Are GANs Created Equal?", 2018): 
 ran every trial with one seed names as best the setting whose seed was luckiest. With
 `hydra.sweeper.confirm` (`python run.py -m sweep=confirm`), pumpgan's sweeper (gan/sweep.py)
 takes the `top_k` best complete trials of a finished study, ranked as the study ranks them
-(gan.score.rank_key: the score, then the SWD), and queues each setting once per seed in a study
+(gan.run.score.rank_key: the score, then the SWD), and queues each setting once per seed in a study
 of its own: seeds seed+1 ... seed+`seeds`, none of them the seed the study ran with, so that no
 rerun inherits the luck the selection picked. Every rerun is an ordinary trial in its own run
 folder, and a killed confirm sweep continues where it stopped.
@@ -30,9 +30,9 @@ from hydra.errors import CompactHydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from gan.reproduce import run_command
-from gan.runfolder import atomic_write
-from gan.score import rank_key
+from gan.files import atomic_write
+from gan.run.command import run_command
+from gan.run.score import rank_key
 
 # user attr of a confirm trial: the number of the study's trial whose setting it reruns
 CONFIRMS = "confirms"
