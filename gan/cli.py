@@ -13,7 +13,6 @@ uv run python run.py --help                            # the config groups and t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -40,11 +39,12 @@ from omegaconf.errors import OmegaConfBaseException
 from gan.config import check_keys, drop_removed_keys, flatten, validate
 from gan.errors import UserError
 from gan.run import interrupts
-from gan.run.folder import CLAIM, RunFolder, claim
+from gan.run.folder import CLAIM, RunFolder, claim, read_summary
 from gan.run.train import train
 from gan.study.confirm import NoStudy
 from gan.study.pruning import TrialReporter
-from gan.study.sweeper import StudyRefused, trial_of_job
+from gan.study.storage import trial_of_job
+from gan.study.sweeper import StudyRefused
 
 log = logging.getLogger("run")
 
@@ -135,7 +135,7 @@ def run(cfg: DictConfig) -> float:
             on_eval=report,
         )
         # as Optuna expects of a pruned trial (a collapse found at the same step wins)
-        if report is not None and json_field(run_dir / "summary.json", "status") == "pruned":
+        if report is not None and read_summary(run_dir).get("status") == "pruned":
             raise optuna.TrialPruned(f"pruned at step {report.pruned_at}")
         return score
     except UserError as e:
@@ -188,7 +188,7 @@ def mark_unstarted(run_dir: Path) -> None:
 
 def write_error(e: OSError, run_dir: Path) -> str:
     """One paragraph for a run that could not write (a full disk, a lost mount, permissions)."""
-    step = json_field(run_dir / "summary.json", "steps_done")
+    step = read_summary(run_dir).get("steps_done")
     checkpoint = run_dir / "checkpoints" / "last.pt"
     kept = (
         f"its last checkpoint ({checkpoint}) is intact and resume={run_dir} continues from it"
@@ -200,13 +200,6 @@ def write_error(e: OSError, run_dir: Path) -> str:
         f"({e.strerror or e}). summary.json says `failed`; {kept} once the cause is fixed "
         f"(e.g. free space on the disk of {run_dir})."
     )
-
-
-def json_field(path: Path, key: str) -> object:
-    try:
-        return json.loads(path.read_text()).get(key)
-    except (OSError, ValueError):
-        return None
 
 
 class ClaimRunFolder(Callback):

@@ -60,6 +60,15 @@ def claim(path: Path, empty: bool = False) -> None:
         f.write(me + "\n")
 
 
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """A run folder's summary.json ({} when it is missing or cannot be read yet)."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
 def owner() -> str:
     """host:pid of this process."""
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -33,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from gan.files import atomic_write
 from gan.run.command import run_command
 from gan.run.score import rank_key
+from gan.study.storage import sqlite_url
 
 # user attr of a confirm trial: the number of the study's trial whose setting it reruns
 CONFIRMS = "confirms"
@@ -57,7 +58,7 @@ class NoStudy(CompactHydraException):
 
 
 def source_storage(cfg: Any) -> str:
-    return cfg.get("storage") or f"sqlite:///{Path(cfg.sweep_dir).resolve() / 'optuna.db'}"
+    return cfg.get("storage") or sqlite_url(cfg.sweep_dir)
 
 
 def load_source(cfg: Any) -> optuna.Study:

@@ -44,13 +44,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import optuna
-import sqlalchemy.exc
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, RunMode, TaskFunction
+from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
@@ -68,16 +67,14 @@ from gan.config import flatten
 from gan.files import atomic_write
 from gan.run import hardware, interrupts
 from gan.run.command import command
-from gan.run.folder import RunFolder
+from gan.run.folder import RunFolder, owner, read_summary
 from gan.run.score import STALE_AFTER_S
 from gan.study import confirm as confirming
 from gan.study.pruning import make_pruner
+from gan.study.storage import TARGET, open_study, storage_url, study_name
 
 log = logging.getLogger(__name__)
 
-TARGET = "gan.study.sweeper.StudySweeper"
-# the targets study files name: this module, or gan/sweep.py that re-exports it (older files)
-TARGETS = (TARGET, "gan.sweep.StudySweeper")
 OWNER = "pumpgan_owner"  # user attr: host:pid of the sweep process that ran the trial
 HEARTBEAT = "pumpgan_heartbeat"  # user attr: unix time, renewed while the trial runs
 # user attrs: the run's sliced Wasserstein distance to the data (summary.json quality.swd),
@@ -122,26 +119,6 @@ class StudySweeperConf(OptunaSweeperConf):
 ConfigStore.instance().store(
     group="hydra/sweeper", name="optuna", node=StudySweeperConf, provider="pumpgan", replace=True
 )
-
-
-def study_name(sweeper_cfg: Any) -> str:
-    return sweeper_cfg.get("study_name") or "pumpgan"
-
-
-def storage_url(sweeper_cfg: Any, sweep_dir: str) -> str:
-    """`hydra.sweeper.storage`, or a SQLite file in the sweep folder."""
-    return sweeper_cfg.get("storage") or f"sqlite:///{Path(sweep_dir).resolve() / 'optuna.db'}"
-
-
-def trial_of_job(hydra_cfg: Any) -> dict[str, Any] | None:
-    """For a job launched by StudySweeper: its study, storage and trial number (= job number)."""
-    if hydra_cfg.mode != RunMode.MULTIRUN or hydra_cfg.sweeper.get("_target_") not in TARGETS:
-        return None
-    return {
-        "study": study_name(hydra_cfg.sweeper),
-        "storage": storage_url(hydra_cfg.sweeper, hydra_cfg.sweep.dir),
-        "trial": int(hydra_cfg.job.num),
-    }
 
 
 class StudyRefused(CompactHydraException):
@@ -639,34 +616,6 @@ def make_sampler(
     return TrialSampler(build), None
 
 
-def open_study(
-    name: str,
-    storage: str,
-    sampler: optuna.samplers.BaseSampler,
-    directions: list[str],
-    pruner: optuna.pruners.BasePruner | None = None,
-) -> optuna.Study:
-    """The study, created if it is new. Sweep processes that start together on a new database
-    race to create its tables and the study; the losers try again. The pruner is the one the
-    runs rebuild (gan/pruning.py); the sampler sees it too (TPE samples a HyperbandPruner's
-    brackets apart)."""
-    create = functools.partial(
-        optuna.create_study,
-        study_name=name,
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        directions=cast(list[Any], directions),
-        load_if_exists=True,
-    )
-    for wait in (0.5, 1.0, 2.0, 4.0):
-        try:
-            return create()
-        except sqlalchemy.exc.SQLAlchemyError:
-            time.sleep(wait)
-    return create()
-
-
 def study_precision(
     study: optuna.Study,
     config: DictConfig,
@@ -818,10 +767,6 @@ def grid_choices(dist: BaseDistribution) -> list[Any]:
     if isinstance(dist, optuna.distributions.IntDistribution):
         return list(range(dist.low, dist.high + 1, dist.step))
     raise StudyRefused(f"the grid sampler needs choice() or range() parameters, not {dist}")
-
-
-def owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def start_trial(
@@ -1066,9 +1011,3 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
 
     atomic_write(path, write)
 
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
