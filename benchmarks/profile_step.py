@@ -61,7 +61,7 @@ from throughput import (
 
 # isort: split
 from gan import hardware  # noqa: E402  (after throughput: sys.path
-from gan.run.train import build_models  # noqa: E402
+from gan.nets.step import build_models  # noqa: E402
 
 # self-CPU-time categories by aten op name: the first category with a matching prefix wins
 CATEGORIES = {
@@ -147,7 +147,7 @@ def layer_passes(cfg: DictConfig, reps: int) -> list[Pass]:
     gradient and weight gradient timed alone (best of `reps`) in the step's precision and
     layout, with the module's own forward (gan/fast.py's swapped layers included)."""
     hw = hardware.setup(cfg.hardware, cfg.model, BATCH)
-    gen, disc, _, _ = build_models(cfg, hw)
+    gen, disc, _, _ = build_models(cfg.model, cfg.optim, hw.place)
     shapes: dict[nn.Module, torch.Size] = {}
 
     def record(module: nn.Module, x: torch.Tensor) -> None:

@@ -72,8 +72,9 @@ sys.path.insert(0, str(ROOT))  # `gan` is not installed; it imports from the che
 
 from gan import pumpkins  # noqa: E402
 from gan.data import load_images, real_batch  # noqa: E402
+from gan.nets.step import build_models, train_step  # noqa: E402
 from gan.run import hardware  # noqa: E402
-from gan.run.train import build_models, train, train_step  # noqa: E402
+from gan.run.train import train  # noqa: E402
 
 BATCH, IMAGE_SIZE, PNG_SIZE = 128, 64, 128
 LOOPS = ("baseline", "pumpgan")
@@ -289,11 +290,11 @@ def baseline_step(width: int) -> Callable[[], object]:
 def pumpgan_step(cfg: DictConfig, fast_layers: list[str] | None = None) -> Callable[[], object]:
     """What train() runs each step: the batch's scaling and augmentation, then train_step, on
     the hardware `gan.run.hardware.setup` picks for `cfg` (with `fast_layers`, if given, instead
-    of the swaps it picks), the nets built by train()'s `build_models`."""
+    of the swaps it picks), the nets built by train()'s `build_models` (gan/nets/step.py)."""
     hw = hardware.setup(cfg.hardware, cfg.model, BATCH)
     if fast_layers is not None:
         hw.fast_layers = fast_layers
-    gen, disc, opt_g, opt_d = build_models(cfg, hw)
+    gen, disc, opt_g, opt_d = build_models(cfg.model, cfg.optim, hw.place)
     if cfg.hardware.compile:  # as train() does
         gen, disc = torch.compile(gen), torch.compile(disc)
     images = torch.randint(0, 256, (BATCH, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)

@@ -19,59 +19,21 @@ DCGAN example samples), so make images in batches of more than a few.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from gan.checksum import sealed, unseal
-from gan.config import ModelConfig
 from gan.errors import UserError
-from gan.nets.models import Generator
+from gan.nets.generator_file import load_generator, save_generator
+from gan.nets.sampling import BATCH, batch_sizes, generate, images_of
 
-FORMAT = "pumpgan-generator-1"
+# gan.sample is what a user imports (README): its names from gan/nets stay importable from here
+__all__ = ["BATCH", "batch_sizes", "generate", "images_of", "load_generator", "save_generator"]
+
 GRID_LIMIT = 4096  # images in one .png grid: a grid is put together in memory
-BATCH = 64  # images made (and written) at a time
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed's range (a negative seed aliases a large one)
-
-
-def save_generator(path: Path, model_cfg: Any, gen: torch.nn.Module, step: int, ema: bool) -> None:
-    """checkpoints/generator.pt: {format, model (the model config), state_dict, step, ema,
-    sha256 (`digest` of the rest)}."""
-    from gan.files import atomic_write  # the writer's side only
-
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    model = {k: v for k, v in dict(model_cfg).items() if k in fields}
-    state = {k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}
-    record = {"format": FORMAT, "model": model, "state_dict": state, "step": step, "ema": ema}
-    atomic_write(path, lambda tmp: torch.save(sealed(record), tmp))
-
-
-def load_generator(path: str | Path, device: str = "cpu") -> Generator:
-    """A generator.pt as a Generator on `device`, in training mode (batch statistics); its
-    noise length is `gen.dim_z`."""
-    path = Path(path)
-    try:
-        record = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist: pass a run folder or its generator.pt") from None
-    except Exception as e:  # noqa: BLE001 - a damaged or foreign file: say which
-        raise UserError(f"{path} cannot be read as a generator ({type(e).__name__}: {e})") from None
-    if isinstance(record, dict) and not unseal(record):
-        raise UserError(
-            f"{path} is damaged: its contents do not match the checksum written with it, so the "
-            f"file changed on disk or in a copy after the run wrote it. Restore it from a good "
-            f"copy, or use another run's generator.pt (every run writes one when it ends)."
-        )
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise UserError(f"{path} is not a pumpgan generator file (format {FORMAT})")
-    cfg = ModelConfig(**record["model"])
-    gen = Generator(cfg).to(device)
-    gen.load_state_dict(record["state_dict"])
-    return gen.train()
 
 
 def generator_file(run_or_file: Path) -> Path:
@@ -88,13 +50,6 @@ def generator_file(run_or_file: Path) -> Path:
 
 def noise(n: int, dim_z: int, seed: int) -> torch.Tensor:
     return torch.randn(n, dim_z, 1, 1, generator=torch.Generator().manual_seed(seed))
-
-
-def batch_sizes(n: int, batch_size: int = BATCH) -> list[int]:
-    """n split into nearly equal batches of at most batch_size: G normalises by the batch, so
-    no image is left to a batch of a few."""
-    k = -(-n // batch_size)
-    return [n // k + (i < n % k) for i in range(k)]
 
 
 def noise_batches(n: int, dim_z: int, seed: int) -> Iterator[torch.Tensor]:
@@ -120,19 +75,6 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (1 - t)[:, None] * a + t[:, None] * b
     so = torch.sin(omega)
     return (torch.sin((1 - t) * omega) / so)[:, None] * a + (torch.sin(t * omega) / so)[:, None] * b
-
-
-def generate(gen: Generator, z: torch.Tensor, batch_size: int = BATCH) -> torch.Tensor:
-    """G(z) in batches of nearly equal sizes (BatchNorm normalises by the batch), on the CPU."""
-    return torch.cat(list(images_of(gen, z.split(batch_sizes(len(z), batch_size)))))
-
-
-@torch.no_grad()
-def images_of(gen: Generator, batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-    """G's images of each batch of noise, on the CPU, made as they are asked for."""
-    device = next(gen.parameters()).device
-    for z in batches:
-        yield gen(z.to(device)).float().cpu()
 
 
 def parser() -> argparse.ArgumentParser:

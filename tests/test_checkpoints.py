@@ -13,7 +13,8 @@ from gan.checksum import digest
 from gan.config import ModelConfig
 from gan.errors import UserError
 from gan.nets.models import Generator
-from gan.run.folder import RunFolder, load_checkpoint, read_checkpoint
+from gan.run.checkpoint import load_checkpoint, read_checkpoint
+from gan.run.folder import RunFolder
 from gan.run.train import train
 from gan.sample import load_generator, save_generator
 from gan.sample import main as sample_main

@@ -115,7 +115,8 @@ import os, signal, sys
 from pathlib import Path
 from gan.run import interrupts
 from gan.run.folder import RunFolder
-from gan.run.train import Evaluation, train
+from gan.run.finish import Evaluation
+from gan.run.train import train
 from tests.conftest import make_cfg
 
 where, cache_dir, run_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])

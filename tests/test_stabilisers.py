@@ -16,8 +16,9 @@ from gan.errors import UserError
 from gan.nets import diffaugment
 from gan.nets.losses import LOSSES, gradient_penalty, r1_penalty
 from gan.nets.models import Discriminator, Generator, init_weights
+from gan.nets.step import EMA, Objective
 from gan.run.folder import read_metrics
-from gan.run.train import EMA, Objective, train
+from gan.run.train import train
 from gan.sample import load_generator, slerp
 from gan.sample import main as sample_main
 

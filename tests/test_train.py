@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from gan import config
+from gan.nets.losses import LOSSES
 from gan.run.folder import METRICS, read_metrics
 from gan.run.hardware import keep_freed_memory
-from gan.run.train import LOSSES, train
+from gan.run.train import train
 
 # loss_d and loss_g of the first 5 steps of `tiny_cfg("train.steps=5")` (seed 0, fp32, CPU);
 # a change here means the math of a training step (or the built-in data) changed

@@ -16,7 +16,6 @@ import errno
 import io
 import json
 import os
-import pickle
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from typing import Any
 
 import torch
 
-from gan.checksum import sealed, unseal
+from gan.checksum import sealed
 from gan.errors import UserError
 from gan.files import atomic_write, save_grid
 
@@ -217,47 +216,6 @@ def read_metrics(path: Path) -> dict[str, list[float]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     return {k: [float(r[k]) for r in rows] for k in METRICS}
-
-
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise UserError(
-            f"resume={str(run_dir)!r}: no checkpoint at {path}. Pass the run folder of a run "
-            f"that saved one (it writes checkpoints/last.pt every train.checkpoint_every steps)."
-        )
-    return read_checkpoint(path, what=f"resume={str(run_dir)!r}")
-
-
-def read_checkpoint(path: Path, what: str) -> dict[str, Any]:
-    """torch.load(path, weights_only=True), with a damaged file (one that cannot be read, or whose
-    contents do not match the checksum written with them) or one that holds more than tensors
-    and plain values (a pickled payload, which weights_only refuses to run) named in one clear
-    UserError instead of torch's traceback or a run that goes on from damaged state. A file
-    written before checksums has none and is read as before."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise UserError(
-            f"{what}: {path} was refused: it holds objects other than tensors and plain values, "
-            f"which pumpgan never writes and will not run (torch.load weights_only=True: "
-            f"{str(e).splitlines()[0]}). Resume from a run folder pumpgan wrote."
-        ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise UserError(
-            f"{what}: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}): the "
-            f"file is damaged or truncated, e.g. by a full disk or a copy cut short. Restore it, "
-            f"or start the run again."
-        ) from None
-    if isinstance(state, dict) and not unseal(state):
-        raise UserError(
-            f"{what}: {path} is damaged: its contents do not match the checksum written with "
-            f"it, so the file changed on disk or in a copy after the run saved it. Restore it "
-            f"from a good copy, resume from another run, or start the run again."
-        )
-    if not isinstance(state, dict) or "step" not in state:
-        raise UserError(f"{what}: {path} is not a pumpgan checkpoint (no training step in it).")
-    return state
 
 
 def plot_curves(

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from gan.config import HardwareConfig, ModelConfig, OptimConfig
 from gan.errors import UserError
 from gan.nets import fast
 from gan.nets.models import Discriminator, Generator
+from gan.nets.step import build_models, train_step
 
 
 @dataclass
@@ -102,12 +103,9 @@ def setup(cfg: HardwareConfig | DictConfig, model: ModelConfig, batch_size: int)
 def time_cpu_steps(m: ModelConfig, batch_size: int, bf16: bool, fast_layers: list[str]) -> float:
     """Median seconds per training step of throwaway nets on random data, fp32 or bf16
     channels-last, outside the run's random stream (a second or two)."""
-    from gan.run.train import build_models, train_step  # what is timed is the training step
-
     hw = Hardware(torch.device("cpu"), bf16, bf16, fast_layers)
     with torch.random.fork_rng(devices=[]):
-        cfg = OmegaConf.create({"model": m, "optim": OptimConfig()})
-        gen, disc, opt_g, opt_d = build_models(cfg, hw)
+        gen, disc, opt_g, opt_d = build_models(m, OptimConfig(), hw.place)
         real = torch.rand(batch_size, 3, m.image_size, m.image_size) * 2 - 1
         real = real.contiguous(memory_format=hw.memory_format)
         noise = torch.randn(batch_size, m.dim_z, 1, 1)

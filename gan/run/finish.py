@@ -1,0 +1,185 @@
+"""The start and the end of a run's record: summary.json as a run starts (`start_summary`), the
+grids and the SWD (`Evaluation`), and the wrap-up when it ends (`finish`: final grid, SWD,
+the diversity rule, generator.pt, curves.png, the last summary)."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from gan.nets.generator_file import save_generator
+from gan.nets.models import Discriminator, Generator, num_params
+from gan.nets.sampling import generate, sample
+from gan.run.folder import RunFolder, now_iso, plot_curves, read_metrics
+from gan.run.hardware import Hardware
+from gan.run.quality import SWD, sample_quality, swd
+from gan.run.score import ScoreTracker
+
+log = logging.getLogger("gan.run.train")
+
+
+def record_error(folder: RunFolder, e: BaseException) -> None:
+    """The error that ended a run, in its summary (best effort: the disk may be full)."""
+    try:
+        folder.update_summary(error=f"{type(e).__name__}: {e}")
+    except OSError as again:
+        log.warning("Could not record the error in %s: %s", folder.summary_path, again)
+
+
+def start_summary(
+    cfg: DictConfig,
+    run_dir: Path,
+    hw: Hardware,
+    gen: Generator,
+    disc: Discriminator,
+    num_images: int,
+    start_step: int,
+    wall_before: float,
+) -> dict[str, Any]:
+    """summary.json as a run starts (DESIGN.md section 4): kept current while it runs."""
+    return {
+        "status": "running",
+        "score": None,
+        "collapsed_at": None,
+        "reason": None,
+        "steps": cfg.train.steps,
+        "steps_done": start_step,
+        "wall_s": wall_before,
+        "images_per_s": None,
+        "quality": None,
+        "started_at": now_iso(),
+        "run_dir": str(run_dir),
+        "resumed_from": str(cfg.resume) if cfg.resume else None,
+        **hw.summary(),
+        "params": {"gen": num_params(gen), "disc": num_params(disc)},
+        "data": {"name": cfg.data.name, "num_images": num_images},
+        "versions": versions(),
+    }
+
+
+def save_grid_of(
+    folder: RunFolder,
+    gen: torch.nn.Module,
+    fixed_noise: torch.Tensor,
+    reference: torch.Tensor,
+    step: int,
+    name: str | None = None,
+) -> dict[str, float]:
+    """G's grid of the fixed noise into the run folder (with its diversity in TensorBoard);
+    returns its `sample_quality` against the `reference` real images."""
+    grid = sample(gen, fixed_noise)
+    quality = sample_quality(grid, reference)
+    folder.save_samples(grid, step, name, diversity=quality["diversity"])
+    return quality
+
+
+def finish(
+    folder: RunFolder,
+    cfg: DictConfig,
+    status: str,
+    step: int,
+    tracker: ScoreTracker,
+    wall_s: float,
+    images_per_s: float,
+    gen: torch.nn.Module,
+    grids: tuple[torch.Tensor, torch.Tensor],
+    evaluation: Evaluation,
+    evaluated: tuple[int, SWD] | None = None,
+) -> None:
+    """Final grid, SWD (of a run that completed, collapsed or was pruned), curves and summary;
+    each part is tried on its own so a failure in one (or a second Ctrl-C) loses nothing else
+    written. grids: the fixed noise and the real images the grids' diversity is relative to.
+    evaluated: the latest evaluation during training, reused when it was at this step."""
+    quality: dict[str, Any] | None = None
+    try:
+        quality = dict(save_grid_of(folder, gen, *grids, step, "final.png"))
+    except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
+        log.warning("Could not write the final sample grid: %s", e)
+    ended = status in ("completed", "collapsed", "pruned")
+    if quality is not None and ended and cfg.eval.num_images:
+        try:
+            at_step = evaluated is not None and evaluated[0] == step
+            quality.update(evaluated[1] if evaluated is not None and at_step else evaluation(gen))
+            folder.log_quality(step, quality)
+        except Exception as e:  # noqa: BLE001
+            log.warning("Could not compute the final SWD: %s", e)
+    if quality is not None and status in ("completed", "collapsed"):
+        # training is over: the last sample point, then the diversity rule (gan/score.py)
+        tracker.sample(step, quality["diversity"])
+        if tracker.end_of_training():
+            status = "collapsed"
+            log.warning("Collapse at step %d: %s", tracker.collapsed_at, tracker.reason)
+    collapsed_at, score = tracker.collapsed_at, tracker.score(cfg.train.steps)
+    if status != "failed":
+        try:  # G alone, for gan.sample and for programs without pumpgan's training code
+            path = folder.checkpoint_path.parent / "generator.pt"
+            save_generator(path, cfg.model, gen, step, ema=bool(cfg.train.ema))
+        except Exception as e:  # noqa: BLE001
+            log.warning("Could not write checkpoints/generator.pt: %s", e)
+    try:
+        name = f"{folder.path.parent.name}/{folder.path.name}"
+        plot_curves(
+            folder.path / "curves.png",
+            read_metrics(folder.metrics_path),
+            cfg.score.eps,
+            collapsed_at,
+            title=f"{name}: {status}, score {score:.4f}",
+        )
+    except Exception as e:  # noqa: BLE001
+        log.warning("Could not plot curves.png: %s", e)
+    folder.update_summary(
+        status=status,
+        score=score,
+        collapsed_at=collapsed_at,
+        reason=tracker.reason,
+        pruned_at=step if status == "pruned" else None,
+        steps_done=step,
+        wall_s=round(wall_s, 3),
+        images_per_s=round(images_per_s, 2),
+        quality=quality,
+        finished_at=now_iso(),
+    )
+    try:
+        q = quality or {}
+        metrics = {"score": score, "swd": q.get("swd"), "diversity": q.get("diversity")}
+        folder.log_hparams({**metrics, "steps_done": float(step)})
+    except Exception as e:  # noqa: BLE001 - TensorBoard's extra view must not fail a run
+        log.warning("Could not log the run's hparams to TensorBoard: %s", e)
+    folder.close(score, step)
+    log.info(
+        "%s after %d/%d steps: score %.4f%s%s (%.1f s, %.0f img/s)",
+        *(status, step, cfg.train.steps, score),
+        f", {tracker.reason} at {collapsed_at}" if collapsed_at is not None else "",
+        f", SWD {quality['swd']:.2f}" if quality and "swd" in quality else "",
+        *(wall_s, images_per_s),
+    )
+
+
+class Evaluation:
+    """The sliced Wasserstein distance (gan/quality.py) between `eval.num_images` of G's images
+    and as many of the data's: the same real images and the same noise at every evaluation of a
+    run, drawn from a generator of their own (the training random stream is left alone)."""
+
+    def __init__(self, images: torch.Tensor, cfg: DictConfig) -> None:
+        n = min(cfg.eval.num_images, len(images))
+        rng = torch.Generator().manual_seed(cfg.seed + 2)
+        self.real = images.cpu()[torch.randperm(len(images), generator=rng)[:n]]
+        self.noise = torch.randn(n, cfg.model.dim_z, 1, 1, generator=rng)
+        self.batch_size, self.seed = cfg.train.batch_size, cfg.seed
+
+    def __call__(self, gen: torch.nn.Module) -> SWD:
+        # in batches of the training size: G's BatchNorm normalises by batch statistics
+        # (batches of nearly equal sizes: one of a single image would fail in BatchNorm)
+        return swd(generate(gen, self.noise, self.batch_size), self.real, seed=self.seed)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    packages = ("torch", "numpy", "hydra-core", "optuna")
+    return {"python": platform.python_version(), **{p: version(p) for p in packages}}
