@@ -60,8 +60,8 @@ from throughput import (
 )
 
 # isort: split
-from gan import hardware  # noqa: E402  (after throughput: sys.path
 from gan.nets.step import build_models  # noqa: E402
+from gan.run import hardware  # noqa: E402  (after throughput: sys.path
 
 # self-CPU-time categories by aten op name: the first category with a matching prefix wins
 CATEGORIES = {

@@ -70,14 +70,19 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `gan` is not installed; it imports from the checkout
 
-from gan import pumpkins  # noqa: E402
-from gan.data import load_images, real_batch  # noqa: E402
+from gan.config import register  # noqa: E402
+from gan.data import (  # noqa: E402
+    load_images,
+    pumpkins,  # noqa: E402
+    real_batch,
+)
 from gan.nets.step import build_models, train_step  # noqa: E402
 from gan.run import hardware  # noqa: E402
 from gan.run.train import train  # noqa: E402
 
 BATCH, IMAGE_SIZE, PNG_SIZE = 128, 64, 128
 LOOPS = ("baseline", "pumpgan")
+register()  # the schema that conf/config.yaml composes
 
 # ---- (a) the seed article's loop, as written; CPU only, so ngpu and DataParallel are dropped
 DIM_Z, NUM_CHANNELS, NUM_WORKERS = 64, 3, 2

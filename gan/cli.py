@@ -36,7 +36,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gan.config import check_keys, drop_removed_keys, flatten, validate
+from gan.config import check_keys, drop_removed_keys, flatten, register, validate
 from gan.errors import UserError
 from gan.run import interrupts
 from gan.run.folder import CLAIM, RunFolder, claim, read_summary
@@ -47,6 +47,7 @@ from gan.study.storage import trial_of_job
 from gan.study.sweeper import StudyRefused
 
 log = logging.getLogger("run")
+register()  # the schema conf/config.yaml composes
 
 # the project's conf/, beside gan/: pumpgan runs from its checkout (`pip install -e .` installs
 # it so). An absolute path: Hydra would look for a relative one inside the package `gan`.

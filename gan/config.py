@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from gan.errors import UserError  # noqa: F401  (imported from here by older code)
@@ -174,16 +173,27 @@ class Config:
 
 
 def register() -> None:
+    """Store the schema in Hydra's ConfigStore as `pumpgan_schema`, the first default of
+    conf/config.yaml. Called by what composes configs (gan/cli.py, the tests, the benchmarks),
+    so that importing the schemas (gan/nets/models.py does) does not import Hydra."""
+    from hydra.core.config_store import ConfigStore
+
     ConfigStore.instance().store(name="pumpgan_schema", node=Config)
 
-
-register()
 
 IMAGE_SIZES = (32, 64, 128)
 ARCHS = ("dcgan", "seed")
 LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
 PRECISIONS = ("auto", "fp32", "bf16")
 DIFFAUGMENT = ("color", "translation", "cutout")  # gan/diffaugment.py
+
+
+Check = Callable[[str, str, Callable[[Any], bool], str], None]
+POSITIVE_INT: tuple[Callable[[Any], bool], str] = ((lambda v: v >= 1), "use an integer >= 1")
+
+
+def one_of(options: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in options), f"use one of {', '.join(options)}"
 
 
 def validate(cfg: DictConfig | Config) -> None:
@@ -198,10 +208,20 @@ def validate(cfg: DictConfig | Config) -> None:
                 name = f"{group}.{key}" if group else key
                 problems.append(f"{name}={value!r} is not allowed: {allowed}")
 
-    def one_of(options: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
-        return (lambda v: v in options), f"use one of {', '.join(options)}"
+    check_nets(cfg, check)
+    check_run(cfg, check)
+    if cfg.eval.every and not cfg.eval.num_images:
+        problems.append("eval.every needs eval.num_images > 0: set eval.num_images=2048")
+    if problems:
+        raise UserError(
+            "Invalid config: " + "; ".join(problems) + ". Fix it with KEY=VALUE on the command "
+            "line (or in the YAML under conf/) and run again; nothing was trained or written."
+        )
 
-    positive_int = (lambda v: v >= 1), "use an integer >= 1"
+
+def check_nets(cfg: DictConfig | Config, check: Check) -> None:
+    """The model, the optimizer and the augmentation."""
+    positive_int = POSITIVE_INT
     check("model", "arch", *one_of(ARCHS))
     check(
         "model",
@@ -238,6 +258,11 @@ def validate(cfg: DictConfig | Config) -> None:
         lambda v: 0 < v <= scale_max,
         f"use 0 < scale_min <= scale_max (= {scale_max})",
     )
+
+
+def check_run(cfg: DictConfig | Config, check: Check) -> None:
+    """Where the run computes, its data, its budget, the score and the evaluation."""
+    positive_int = POSITIVE_INT
     check(
         "hardware",
         "device",
@@ -271,13 +296,6 @@ def validate(cfg: DictConfig | Config) -> None:
     )
     check("eval", "num_images", lambda v: v == 0 or v >= 2, "use 0 (no SWD) or an integer >= 2")
     check("eval", "every", lambda v: v >= 0, "use 0 (only at the end) or an integer >= 1")
-    if cfg.eval.every and not cfg.eval.num_images:
-        problems.append("eval.every needs eval.num_images > 0: set eval.num_images=2048")
-    if problems:
-        raise UserError(
-            "Invalid config: " + "; ".join(problems) + ". Fix it with KEY=VALUE on the command "
-            "line (or in the YAML under conf/) and run again; nothing was trained or written."
-        )
 
 
 def unknown_keys(cfg: DictConfig) -> list[str]:

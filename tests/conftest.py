@@ -16,9 +16,10 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-import gan.config  # noqa: F401  (registers the schema)
+import gan.config
 from gan.config import AugmentConfig
 
+gan.config.register()
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,47 +79,99 @@ def save_grid_of(
     return quality
 
 
-def finish(
-    folder: RunFolder,
-    cfg: DictConfig,
-    status: str,
-    step: int,
-    tracker: ScoreTracker,
-    wall_s: float,
-    images_per_s: float,
-    gen: torch.nn.Module,
-    grids: tuple[torch.Tensor, torch.Tensor],
-    evaluation: Evaluation,
-    evaluated: tuple[int, SWD] | None = None,
-) -> None:
-    """Final grid, SWD (of a run that completed, collapsed or was pruned), curves and summary;
-    each part is tried on its own so a failure in one (or a second Ctrl-C) loses nothing else
-    written. grids: the fixed noise and the real images the grids' diversity is relative to.
-    evaluated: the latest evaluation during training, reused when it was at this step."""
-    quality: dict[str, Any] | None = None
-    try:
-        quality = dict(save_grid_of(folder, gen, *grids, step, "final.png"))
-    except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
-        log.warning("Could not write the final sample grid: %s", e)
-    ended = status in ("completed", "collapsed", "pruned")
-    if quality is not None and ended and cfg.eval.num_images:
-        try:
-            at_step = evaluated is not None and evaluated[0] == step
-            quality.update(evaluated[1] if evaluated is not None and at_step else evaluation(gen))
-            folder.log_quality(step, quality)
-        except Exception as e:  # noqa: BLE001
-            log.warning("Could not compute the final SWD: %s", e)
+@dataclass
+class RunEnd:
+    """How a run's training ended, for `finish`: its status so far, the last step, the time and
+    throughput over the whole run, its score tracker, the G whose images it shows (the EMA's,
+    with train.ema), the fixed noise and the real images the grids' diversity is relative to,
+    and the latest evaluation during training (step, SWD), reused when it was at this step."""
+
+    status: str
+    step: int
+    wall_s: float
+    images_per_s: float
+    tracker: ScoreTracker
+    gen: torch.nn.Module
+    fixed_noise: torch.Tensor
+    reference: torch.Tensor
+    evaluated: tuple[int, SWD] | None = None
+
+
+def finish(folder: RunFolder, cfg: DictConfig, end: RunEnd, evaluation: Evaluation) -> None:
+    """Final grid, SWD (of a run that completed, collapsed or was pruned), the diversity rule,
+    generator.pt, curves.png and the last summary; each part is tried on its own so a failure in
+    one (or a second Ctrl-C) loses nothing else written."""
+    quality = final_quality(folder, cfg, end, evaluation)
+    status, tracker = end.status, end.tracker
     if quality is not None and status in ("completed", "collapsed"):
-        # training is over: the last sample point, then the diversity rule (gan/score.py)
-        tracker.sample(step, quality["diversity"])
+        # training is over: the last sample point, then the diversity rule (gan/run/score.py)
+        tracker.sample(end.step, quality["diversity"])
         if tracker.end_of_training():
             status = "collapsed"
             log.warning("Collapse at step %d: %s", tracker.collapsed_at, tracker.reason)
-    collapsed_at, score = tracker.collapsed_at, tracker.score(cfg.train.steps)
+    score = tracker.score(cfg.train.steps)
+    save_outputs(folder, cfg, end, status, score)
+    folder.update_summary(
+        status=status,
+        score=score,
+        collapsed_at=tracker.collapsed_at,
+        reason=tracker.reason,
+        pruned_at=end.step if status == "pruned" else None,
+        steps_done=end.step,
+        wall_s=round(end.wall_s, 3),
+        images_per_s=round(end.images_per_s, 2),
+        quality=quality,
+        finished_at=now_iso(),
+    )
+    try:
+        q = quality or {}
+        metrics = {"score": score, "swd": q.get("swd"), "diversity": q.get("diversity")}
+        folder.log_hparams({**metrics, "steps_done": float(end.step)})
+    except Exception as e:  # noqa: BLE001 - TensorBoard's extra view must not fail a run
+        log.warning("Could not log the run's hparams to TensorBoard: %s", e)
+    folder.close(score, end.step)
+    log.info(
+        "%s after %d/%d steps: score %.4f%s%s (%.1f s, %.0f img/s)",
+        *(status, end.step, cfg.train.steps, score),
+        f", {tracker.reason} at {tracker.collapsed_at}" if tracker.collapsed_at is not None else "",
+        f", SWD {quality['swd']:.2f}" if quality and "swd" in quality else "",
+        *(end.wall_s, end.images_per_s),
+    )
+
+
+def final_quality(
+    folder: RunFolder, cfg: DictConfig, end: RunEnd, evaluation: Evaluation
+) -> dict[str, Any] | None:
+    """The final grid's sample quality, and the SWD of a run that ended (completed, collapsed
+    or pruned); None when the final grid could not be made."""
+    try:
+        grid = save_grid_of(folder, end.gen, end.fixed_noise, end.reference, end.step, "final.png")
+        quality: dict[str, Any] = dict(grid)
+    except Exception as e:  # noqa: BLE001 - the run's status matters more than its last grid
+        log.warning("Could not write the final sample grid: %s", e)
+        return None
+    if end.status in ("completed", "collapsed", "pruned") and cfg.eval.num_images:
+        try:
+            evaluated = end.evaluated
+            at_step = evaluated is not None and evaluated[0] == end.step
+            quality.update(
+                evaluated[1] if evaluated is not None and at_step else evaluation(end.gen)
+            )
+            folder.log_quality(end.step, quality)
+        except Exception as e:  # noqa: BLE001
+            log.warning("Could not compute the final SWD: %s", e)
+    return quality
+
+
+def save_outputs(
+    folder: RunFolder, cfg: DictConfig, end: RunEnd, status: str, score: float
+) -> None:
+    """checkpoints/generator.pt (G alone, for gan.sample and programs without pumpgan's training
+    code) of a run that did not fail, and curves.png."""
     if status != "failed":
-        try:  # G alone, for gan.sample and for programs without pumpgan's training code
+        try:
             path = folder.checkpoint_path.parent / "generator.pt"
-            save_generator(path, cfg.model, gen, step, ema=bool(cfg.train.ema))
+            save_generator(path, cfg.model, end.gen, end.step, ema=bool(cfg.train.ema))
         except Exception as e:  # noqa: BLE001
             log.warning("Could not write checkpoints/generator.pt: %s", e)
     try:
@@ -127,37 +180,11 @@ def finish(
             folder.path / "curves.png",
             read_metrics(folder.metrics_path),
             cfg.score.eps,
-            collapsed_at,
+            end.tracker.collapsed_at,
             title=f"{name}: {status}, score {score:.4f}",
         )
     except Exception as e:  # noqa: BLE001
         log.warning("Could not plot curves.png: %s", e)
-    folder.update_summary(
-        status=status,
-        score=score,
-        collapsed_at=collapsed_at,
-        reason=tracker.reason,
-        pruned_at=step if status == "pruned" else None,
-        steps_done=step,
-        wall_s=round(wall_s, 3),
-        images_per_s=round(images_per_s, 2),
-        quality=quality,
-        finished_at=now_iso(),
-    )
-    try:
-        q = quality or {}
-        metrics = {"score": score, "swd": q.get("swd"), "diversity": q.get("diversity")}
-        folder.log_hparams({**metrics, "steps_done": float(step)})
-    except Exception as e:  # noqa: BLE001 - TensorBoard's extra view must not fail a run
-        log.warning("Could not log the run's hparams to TensorBoard: %s", e)
-    folder.close(score, step)
-    log.info(
-        "%s after %d/%d steps: score %.4f%s%s (%.1f s, %.0f img/s)",
-        *(status, step, cfg.train.steps, score),
-        f", {tracker.reason} at {collapsed_at}" if collapsed_at is not None else "",
-        f", SWD {quality['swd']:.2f}" if quality and "swd" in quality else "",
-        *(wall_s, images_per_s),
-    )
 
 
 class Evaluation:

@@ -26,7 +26,7 @@ from gan.nets.models import num_params
 from gan.nets.step import EMA, Objective, build_models, train_step
 from gan.run import hardware, interrupts
 from gan.run.checkpoint import carry_over, load_checkpoint, restore, training_state
-from gan.run.finish import Evaluation, finish, record_error, save_grid_of, start_summary
+from gan.run.finish import Evaluation, RunEnd, finish, record_error, save_grid_of, start_summary
 from gan.run.folder import RunFolder
 from gan.run.quality import SWD
 from gan.run.score import ScoreTracker
@@ -186,12 +186,9 @@ def train(
             steps.close()
             wall_s = wall_before + steps.elapsed()
             images_per_s = throughput(step, t.batch_size, wall_s)
-            grids = (fixed_noise, reference)
-            finish(
-                *(folder, cfg, status, step, tracker, wall_s, images_per_s, shown, grids),
-                evaluation,
-                evaluated,
-            )
+            end = RunEnd(status, step, wall_s, images_per_s, tracker, shown, fixed_noise, reference)
+            end.evaluated = evaluated
+            finish(folder, cfg, end, evaluation)
     if interrupts.pending():  # handled: a later run in this process starts afresh
         interrupts.clear()
         raise KeyboardInterrupt(f"interrupted at step {step}")
