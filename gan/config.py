@@ -140,7 +140,7 @@ class ScoreConfig:
     patience: int = 50
     # stop training at the collapse (saves the rest of the budget)
     stop_on_collapse: bool = True
-    # 0: off (the score of DESIGN.md). > 0: a run that the D means did not collapse, but whose
+    # 0: off (the score of docs/design.md). > 0: a run that the D means did not collapse, but whose
     # fixed-noise sample grids stay less varied than this (1.0 = as varied as the data) from
     # some sample point to the end, collapses there: catches one-image and nothing-learned
     # runs, which the D means cannot see (gan/score.py)

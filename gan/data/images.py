@@ -1,9 +1,7 @@
-"""Training images: decoded once into a uint8 cache, then batched and augmented as tensors.
-
-Data flow (DESIGN.md section 5): images on disk, or the built-in pumpkin generator -> one uint8
-array (N, 3, S, S) cached under `data.cache_dir`, keyed by the source and the size -> moved to the
-device once -> per batch: random indices, scaling to [-1, 1], flips and affine warps on the
-device. No per-image PIL work happens during training.
+"""Training images decoded once into a uint8 cache: the built-in pumpkins, or every image file
+under `data.root` (EXIF-rotated, converted to 8-bit RGB, transparency composited, resized and
+centre-cropped), as one array (N, 3, S, S) cached under `data.cache_dir`, keyed by the source
+and the size. gan/data/augment.py does the rest on the device (docs/design.md, "Data flow").
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ D returns one number per image. Each loss reads it its own way:
 - `wgan-gp` (Gulrajani et al. 2017): the critic minimises out(G(z)) - out(x) + gp_weight * GP,
   G minimises -out(G(z)); usually with several critic updates per G update (optim.n_critic=5).
 
-Whatever the loss, the score's D means are the batch means of sigmoid(output) (DESIGN.md
-section 3), so `score.eps` bounds the output to |output| <= logit(1 - eps) (3.48 at eps 0.03):
+Whatever the loss, the score's D means are the batch means of sigmoid(output) (docs/design.md,
+"The score"), so `score.eps` bounds the output to |output| <= logit(1 - eps) (3.48 at eps 0.03):
 for bce that is D's probability; for the others, a D whose outputs run past that bound on real
 or on fake images has won outright (docs/score.md says what the band means for each loss).
 """

@@ -42,7 +42,7 @@ def start_summary(
     start_step: int,
     wall_before: float,
 ) -> dict[str, Any]:
-    """summary.json as a run starts (DESIGN.md section 4): kept current while it runs."""
+    """summary.json as a run starts (docs/design.md, "A run folder"): kept current."""
     return {
         "status": "running",
         "score": None,

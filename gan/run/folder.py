@@ -1,4 +1,4 @@
-"""Everything a run writes into its folder (DESIGN.md section 4), in one place.
+"""Everything a run writes into its folder (docs/design.md, "A run folder"), in one place.
 
 .pumpgan-claim         host:pid of the run that owns the folder, created exclusively (`claim`)
 metrics.csv            one row per step (METRICS columns), appended in chunks

@@ -1,4 +1,4 @@
-"""The stability score (DESIGN.md section 3).
+"""The stability score (docs/design.md, "The score").
 
 A step is healthy when both discriminator means, D(x) and D(G(z)) (before D's update), lie in
 [eps, 1 - eps]. The run collapses at the first step that ends a window of `patience` consecutive
