@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from gan import studyplots  # noqa: E402
+from gan.report import studyplots  # noqa: E402
 from gan.study import confirm
 
 

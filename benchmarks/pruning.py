@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.score_vs_swd import side_by_side  # noqa: E402
-from gan.report.compare import Run, find_runs, sort_runs  # noqa: E402
+from gan.report.runs import Run, find_runs, sort_runs  # noqa: E402
 
 
 def study(path: Path) -> tuple[list[Run], Run | None]:

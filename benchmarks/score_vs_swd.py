@@ -22,7 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan.report.compare import Run, find_runs  # noqa: E402
+from gan.report.runs import Run, find_runs  # noqa: E402
 
 
 def ranks(values: list[float]) -> list[float]:

@@ -39,19 +39,16 @@ from omegaconf.errors import OmegaConfBaseException
 from gan.config import check_keys, drop_removed_keys, flatten, register, validate
 from gan.errors import UserError
 from gan.run import interrupts
+from gan.run.command import CONF
 from gan.run.folder import CLAIM, RunFolder, claim, read_summary
 from gan.run.train import train
-from gan.study.confirm import NoStudy
+from gan.study.errors import NoStudy, StudyRefused
 from gan.study.pruning import TrialReporter
 from gan.study.storage import trial_of_job
-from gan.study.sweeper import StudyRefused
 
 log = logging.getLogger("run")
 register()  # the schema conf/config.yaml composes
 
-# the project's conf/, beside gan/: pumpgan runs from its checkout (`pip install -e .` installs
-# it so). An absolute path: Hydra would look for a relative one inside the package `gan`.
-CONF = Path(__file__).resolve().parents[1] / "conf"
 # what Hydra may instantiate from the config: pumpgan's own callback (hydra.callbacks)
 TRUSTED = ["gan.cli.ClaimRunFolder"]
 

@@ -20,8 +20,10 @@ import pytest
 import yaml
 from PIL import Image
 
-import gan.report.compare
-from gan.report.compare import differing_keys, find_runs, format_table, main, sort_runs
+import gan.report.figures
+from gan.report.compare import main
+from gan.report.runs import differing_keys, find_runs, sort_runs
+from gan.report.table import format_table
 
 from .conftest import ROOT
 
@@ -338,7 +340,7 @@ def test_a_reader_that_stops_early_loses_no_file(tree, tmp_path):
 
 
 def test_ties_in_score_are_broken_by_the_lower_swd(tmp_path):
-    from gan.report.compare import Run
+    from gan.report.runs import Run
 
     def run(name: str, score: float | None, swd: float | None) -> Run:
         quality = None if swd is None else {"swd": swd, "diversity": 0.5}
@@ -360,7 +362,6 @@ def test_the_chart_shades_each_runs_own_eps_band(tmp_path, monkeypatch):
     not a default: eps 0.03 and 0.1 give their bands; a run without a config none."""
     import matplotlib.colors
 
-
     make_run(tmp_path / "a", 1e-3, 0.5)
     make_run(tmp_path / "b", 2e-3, 0.5, extra={"score.eps": 0.1})
     make_run(tmp_path / "c", 3e-3, 0.5)
@@ -373,8 +374,8 @@ def test_the_chart_shades_each_runs_own_eps_band(tmp_path, monkeypatch):
         figures.append(fig)
         return b"png"
 
-    monkeypatch.setattr(gan.report.compare, "figure_png", keep)
-    assert gan.report.compare.plot_d_means(runs) == b"png"
+    monkeypatch.setattr(gan.report.figures, "figure_png", keep)
+    assert gan.report.figures.plot_d_means(runs) == b"png"
     panels = [ax for ax in figures[0].axes if ax.has_data()]
     assert len(panels) == 3  # one per run, in the order given
 
@@ -393,4 +394,4 @@ def test_the_chart_shades_each_runs_own_eps_band(tmp_path, monkeypatch):
     assert hexes[1] not in ("#15803d", "#b91c1c")
     labels = [t.get_text() for t in figures[0].legends[0].get_texts()]
     assert "unhealthy (score.eps)" in labels and "best run" in labels
-    gan.report.compare.pyplot().close("all")
+    gan.report.figures.pyplot().close("all")

@@ -15,7 +15,8 @@ from gan.config import validate
 from gan.data import augment, load_images
 from gan.errors import UserError
 from gan.nets.models import Discriminator, Generator
-from gan.study.sweeper import TARGET, search_space
+from gan.study.settings import search_space
+from gan.study.storage import TARGET
 
 from .conftest import CONF, run_cli
 

@@ -134,7 +134,8 @@ def test_rank_key_breaks_ties_in_score_by_the_lower_swd():
 def test_the_sweeper_picks_its_best_trial_by_rank_key(direction):
     import optuna
 
-    from gan.study.sweeper import SWD, best_trial
+    from gan.study.ranking import best_trial
+    from gan.study.trials import SWD
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction)

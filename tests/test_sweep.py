@@ -271,7 +271,7 @@ def test_trials_of_a_dead_sweep_elsewhere_are_requeued_after_their_heartbeat_sto
 
 def test_heartbeat_renews_running_trials_only(tmp_path):
     from gan.run.score import STALE_AFTER_S
-    from gan.study.sweeper import HEARTBEAT, beat, is_stale
+    from gan.study.trials import HEARTBEAT, beat, is_stale
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     trial = study.ask()
@@ -289,7 +289,7 @@ def test_a_running_trial_without_owner_is_reclaimed_after_the_timeout(tmp_path):
     """A sweep that died between study.ask and recording itself left a RUNNING trial with no
     owner and no heartbeat: stale once it is STALE_AFTER_S old."""
     from gan.run.score import STALE_AFTER_S
-    from gan.study.sweeper import is_stale
+    from gan.study.trials import is_stale
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     study.ask()
@@ -302,7 +302,8 @@ def test_a_running_trial_without_owner_is_reclaimed_after_the_timeout(tmp_path):
 def test_a_trial_that_fails_to_start_is_failed_at_once(tmp_path):
     """study.ask raises after creating its trial (here Optuna's own check of a parameter's
     distribution): the trial is failed at once, not left RUNNING, and counts toward nothing."""
-    from gan.study.sweeper import NOT_RUN, make_sampler, start_trial, trials_used
+    from gan.study.sampler import make_sampler
+    from gan.study.trials import NOT_RUN, start_trial, trials_used
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="s", storage=url)
@@ -325,7 +326,7 @@ def test_the_sampler_is_seeded_by_the_trial_number(tmp_path):
     """Two sweep processes on one study (two Study objects on one storage, each with its own
     sampler) never draw alike, and trial N draws the same whichever process asks for it; the
     grid sampler gives each trial its own grid point."""
-    from gan.study.sweeper import make_sampler
+    from gan.study.sampler import make_sampler
 
     def ask_in_turns(db: Path, cfg: dict, space: dict, n: int) -> list[dict]:
         studies = [

@@ -12,10 +12,12 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from gan.report.compare import edge_warnings, find_runs
+from gan.report.runs import find_runs
+from gan.report.studies import edge_warnings
 from gan.run.train import train
 from gan.study.confirm import CONFIRMS
-from gan.study.sweeper import TrialSampler, abandon, requeue, start_trial
+from gan.study.sampler import TrialSampler
+from gan.study.trials import abandon, requeue, start_trial
 
 from .conftest import TINY, run_cli, start_cli
 

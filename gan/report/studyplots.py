@@ -1,11 +1,11 @@
-"""Figures of one Optuna study for gan.compare's HTML report.
+"""Figures of one Optuna study for gan.compare's HTML report (the figures of runs: figures.py).
 
 - Optuna's own plots (optuna.visualization.matplotlib): optimisation history, slice, parallel
   coordinates, parameter importances, and the intermediate values where runs reported some
   (pruning); for a two-objective study the Pareto front, and the history and importances of
   each objective.
 - The Pareto front of a two-objective study (score, SWD), each of its trials named.
-- A confirm study's seeds (gan/confirm.py): the SWD of every seed of every setting, next to the
+- A confirm study's seeds (gan.study.confirm): the SWD of every seed of every setting, next to the
   single-seed value the study picked it by.
 
 Each function returns PNG bytes (or a list of (title, PNG)); a plot that Optuna cannot draw for
@@ -23,8 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from gan.report.compare import figure_png, pyplot
-from gan.study.confirm import CONFIRMS
+from gan.report.figures import figure_png, plain, pyplot
 
 SWD_NAME = "SWD (lower is better)"
 SCORE_NAME = "stability score"
@@ -122,17 +121,13 @@ def pareto_plot(study: optuna.Study, names: dict[int, str]) -> bytes | None:
         label="Pareto front",
     )
     for t in front:
-        label = names.get(t.number, f"trial {t.number}").replace("$", r"\$")
+        label = plain(names.get(t.number, f"trial {t.number}"))
         ax.annotate(label, (t.values[0], t.values[1]), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")  # fmt: skip
     ax.set(xlabel=f"{SCORE_NAME} (higher is better)", ylabel=SWD_NAME)
     ax.set_title(f"study {study.study_name}: score against SWD", fontsize=10)
     ax.legend(fontsize=8)
     return figure_png(fig)
-
-
-def is_confirm(study: optuna.Study) -> bool:
-    return any(CONFIRMS in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
 def confirm_plot(study: optuna.Study, rows: list[dict[str, Any]]) -> bytes | None:
@@ -142,6 +137,8 @@ def confirm_plot(study: optuna.Study, rows: list[dict[str, Any]]) -> bytes | Non
     if not rows:
         return None
     import numpy as np
+
+    from gan.study.confirm import CONFIRMS  # imports torch (gan.files): not for --help
 
     plt = pyplot()
 

@@ -24,7 +24,10 @@ import yaml
 
 from gan.config import REMOVED_KEYS
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+# the project's conf/, beside gan/, that run.py composes and the commands name options of:
+# pumpgan runs from its checkout (`pip install -e .` installs it so). An absolute path: Hydra
+# would look for a relative one inside the package `gan`.
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def command(overrides: list[str], choices: dict[str, Any] | None = None) -> str:

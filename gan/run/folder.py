@@ -29,7 +29,8 @@ from gan.errors import UserError
 from gan.files import atomic_write, save_grid
 
 METRICS = ("step", "time_s", "loss_d", "loss_g", "d_real", "d_fake", "d_fake_after")
-STATUSES = ("running", "completed", "collapsed", "failed", "interrupted")
+# summary.json's status (docs/design.md, "A run folder"), in gan.compare's order
+STATUSES = ("completed", "collapsed", "pruned", "failed", "interrupted", "running")
 
 
 CLAIM = ".pumpgan-claim"  # created exclusively by the one run that writes into a folder
@@ -218,15 +219,23 @@ def read_metrics(path: Path) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in METRICS}
 
 
-def plot_curves(
-    path: Path, metrics: dict[str, list[float]], eps: float, collapsed_at: int | None, title: str
-) -> None:
-    """curves.png: losses (top) and both D means with the eps band (bottom)."""
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed), set up on first use: importing
+    matplotlib takes a while, and most of a run draws nothing. curves.png and gan.compare's
+    figures draw with it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_curves(
+    path: Path, metrics: dict[str, list[float]], eps: float, collapsed_at: int | None, title: str
+) -> None:
+    """curves.png: losses (top) and both D means with the eps band (bottom)."""
+    plt = pyplot()
     steps = metrics["step"]
     fig, (ax_loss, ax_d) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     ax_loss.plot(steps, metrics["loss_d"], label="loss D", lw=0.8)

@@ -2,12 +2,13 @@
 
 GAN rankings flip across seeds (Lucic et al., "Are GANs Created Equal?", 2018): a study that
 ran every trial with one seed names as best the setting whose seed was luckiest. With
-`hydra.sweeper.confirm` (`python run.py -m sweep=confirm`), pumpgan's sweeper (gan/sweep.py)
-takes the `top_k` best complete trials of a finished study, ranked as the study ranks them
-(gan.run.score.rank_key: the score, then the SWD), and queues each setting once per seed in a study
-of its own: seeds seed+1 ... seed+`seeds`, none of them the seed the study ran with, so that no
-rerun inherits the luck the selection picked. Every rerun is an ordinary trial in its own run
-folder, and a killed confirm sweep continues where it stopped.
+`hydra.sweeper.confirm` (`python run.py -m sweep=confirm`), pumpgan's sweeper
+(gan/study/sweeper.py) takes the `top_k` best complete trials of a finished study, ranked as the
+study ranks them (gan.study.ranking.top_trials; gan.run.score.rank_key: the score, then the SWD),
+and queues each setting once per seed in a study of its own: seeds seed+1 ... seed+`seeds`, none
+of them the seed the study ran with, so that no rerun inherits the luck the selection picked.
+Every rerun is an ordinary trial in its own run folder, and a killed confirm sweep continues
+where it stopped.
 
 Per setting, `confirm.csv` in the sweep folder gives the mean and spread (standard deviation)
 of the score and the SWD over the seeds and the fraction of seeds that collapsed. The
@@ -26,13 +27,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import optuna
-from hydra.errors import CompactHydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from gan.files import atomic_write
 from gan.run.command import run_command
 from gan.run.score import rank_key
+from gan.study.errors import NoStudy
+from gan.study.ranking import top_trials
 from gan.study.storage import sqlite_url
 
 # user attr of a confirm trial: the number of the study's trial whose setting it reruns
@@ -51,10 +53,6 @@ class ConfirmConf:
     sweep_dir: str = "outputs/sweeps/stability"
     top_k: int = 5
     seeds: int = 5
-
-
-class NoStudy(CompactHydraException):
-    """The study to confirm is missing or has no complete trial."""
 
 
 def source_storage(cfg: Any) -> str:
@@ -79,27 +77,6 @@ def load_source(cfg: Any) -> optuna.Study:
             f"{storage} has no study named hydra.sweeper.confirm.study_name={cfg.study_name!r}; "
             f"it has {names}. Set hydra.sweeper.confirm.study_name to one of them."
         ) from None
-
-
-def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The k best complete trials of distinct settings, best first, as the study ranks them:
-    the first objective (the score), then the SWD (a second objective, or the user attr)."""
-    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
-
-    def key(t: FrozenTrial) -> tuple[bool, float, float]:
-        swd = t.values[1] if len(t.values) > 1 else t.user_attrs.get("swd")
-        return rank_key(sign * t.values[0], swd)
-
-    ranked = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=key)
-    top: list[FrozenTrial] = []
-    for t in ranked:
-        if len(top) < k and all(t.params != other.params for other in top):
-            top.append(t)
-    if not top:
-        raise NoStudy(
-            f"Study {study.study_name!r} has no complete trial to confirm; let it run first."
-        )
-    return top
 
 
 def seed_values(seed: int, n: int) -> list[int]:

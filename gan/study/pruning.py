@@ -1,7 +1,7 @@
 """The run's side of a pruned study: report the SWD to the run's trial and ask the pruner.
 
 A run launched by gan.study.sweeper.StudySweeper knows its study, storage and trial number (from
-Hydra's config, gan.study.sweeper.trial_of_job), in the process the launcher gave it (basic, joblib,
+Hydra's config, gan.study.storage.trial_of_job), in the process the launcher gave it (basic, joblib,
 submitit). With `eval.every` > 0, every evaluation's SWD becomes an intermediate value of the
 trial, and the pruner of `hydra.sweeper.pruner` (rebuilt here: Optuna keeps pruners out of the
 storage) decides whether the run stops. The run then ends with status `pruned`, and the sweeper
@@ -45,7 +45,7 @@ class TrialReporter:
             pruner=make_pruner(pruner),
             sampler=optuna.samplers.RandomSampler(),  # unused: the trial is already sampled
         )
-        if self.study._is_multi_objective():
+        if len(self.study.directions) > 1:
             raise ValueError(
                 "hydra.sweeper.pruner is set for a study with several directions; Optuna's "
                 "pruners work on single-objective studies only. Remove the pruner, or keep one "
@@ -53,10 +53,7 @@ class TrialReporter:
             )
         minimize = self.study.direction == optuna.study.StudyDirection.MINIMIZE
         self.sign = 1.0 if minimize else -1.0
-        trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, trial
-        )
-        self.trial = optuna.Trial(self.study, trial_id)
+        self.trial = trial_of(self.study, trial)
         self.pruned_at: int | None = None
 
     def __call__(self, step: int, swd: float) -> bool:
@@ -73,3 +70,13 @@ class TrialReporter:
         if prune:
             self.pruned_at = step
         return prune
+
+
+def trial_of(study: optuna.Study, number: int) -> optuna.Trial:
+    """The running trial `number` of the study, to report to and ask the pruner through."""
+    # Optuna's private storage API: Optuna 5 has no public way to get the optuna.Trial of an
+    # existing trial by its number (only Study.ask, which creates one or takes a queued one);
+    # optuna.Trial(study, trial_id) takes the storage's trial id, which only the private
+    # storage API (or the private FrozenTrial._trial_id) gives.
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.Trial(study, trial_id)
