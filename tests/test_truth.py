@@ -64,6 +64,24 @@ def test_resume_refuses_values_its_checkpoint_fixes(tmp_path, cache_dir, change,
     assert not again.exists()
 
 
+@pytest.mark.slow
+def test_a_resumed_folder_with_a_crafted_config_is_one_paragraph(tmp_path, cache_dir):
+    """A run folder whose .hydra/config.yaml was edited into something this pumpgan cannot
+    merge (a wrong type) is refused by name, exit 2, no traceback, no folder left."""
+    first = tmp_path / "first"
+    common = [*TINY, f"data.cache_dir={cache_dir}", "eval.num_images=0"]
+    assert run_cli(*common, "train.steps=5", f"hydra.run.dir={first}").returncode == 0
+    saved = first / ".hydra" / "config.yaml"
+    saved.write_text(saved.read_text().replace("steps: 5", "steps: five"))
+    again = tmp_path / "again"
+    result = run_cli(f"resume={first}", f"hydra.run.dir={again}")
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out[-2000:]
+    assert f"{saved} does not fit this pumpgan's config" in out
+    assert "Traceback" not in out
+    assert not again.exists()
+
+
 def test_a_trial_queued_again_keeps_what_it_is_for(tmp_path):
     """A confirm trial killed mid-run (requeue) or never launched (abandon) is queued again with
     its `confirms` attribute, so confirm.csv counts its rerun for the right setting."""

@@ -19,6 +19,7 @@ from gan.config import flatten
 from gan.report.values import is_number, num
 from gan.run.command import run_command
 from gan.run.folder import STATUSES as RUN_STATUSES
+from gan.run.folder import load_summary
 from gan.run.score import STALE_AFTER_S, rank_key
 from gan.study.storage import DB_NAME
 
@@ -147,19 +148,16 @@ def read_run(path: Path) -> Run:
 
 
 def read_summary(path: Path) -> dict[str, Any]:
-    """summary.json; status `unknown` without one (a half-started run: only .hydra/ so far),
-    `unreadable` with a warning that says why when it cannot be parsed. Not
-    gan.run.folder.read_summary: it gives {} for both, without the reason, and imports torch."""
+    """summary.json (gan.run.folder.load_summary); status `unknown` without one (a half-started
+    run: only .hydra/ so far), `unreadable` with a warning that says why when it cannot be
+    parsed."""
     if not path.is_file():
         return {"status": "unknown"}
     try:
-        summary = json.loads(path.read_text())
-        if not isinstance(summary, dict):
-            raise ValueError("not a JSON object")
+        return load_summary(path.parent)
     except (OSError, ValueError) as e:
         warn(f"cannot read {path} ({e}); listing the run as unreadable")
         return {"status": "unreadable"}
-    return summary
 
 
 def load_yaml(path: Path, kind: type) -> Any:

@@ -60,13 +60,21 @@ def claim(path: Path, empty: bool = False) -> None:
         f.write(me + "\n")
 
 
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    """A run folder's summary.json; OSError when it is missing, ValueError when it is not a
+    JSON object (a file cut short, or not pumpgan's)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if not isinstance(summary, dict):
+        raise ValueError("not a JSON object")
+    return summary
+
+
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    """A run folder's summary.json ({} when it is missing or cannot be read yet)."""
+    """A run folder's summary.json, {} when it is missing or cannot be read (yet)."""
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
+        return load_summary(run_dir)
     except (OSError, ValueError):
         return {}
-    return summary if isinstance(summary, dict) else {}
 
 
 def owner() -> str:
