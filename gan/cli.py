@@ -55,7 +55,7 @@ TRUSTED = ["gan.cli.ClaimRunFolder"]
 
 def main() -> None:
     """`python run.py` and the `pumpgan` console script."""
-    interrupts.install()  # before the sweeper opens its study: see gan/interrupts.py
+    interrupts.install()  # before the sweeper opens its study: see gan/run/interrupts.py
     # Hydra raises instead of printing its own report, so that a refused command line is one
     # paragraph (`refusal`) and exit 2; any other error keeps its whole traceback
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -121,7 +121,7 @@ def run(cfg: DictConfig) -> float:
             cfg = resumed_config(cfg, list(hc.overrides.task))
         check_keys(cfg)
         trial = trial_of_job(hc)
-        # in a study, every evaluation's SWD goes to the trial and its pruner (gan/pruning.py)
+        # in a study, every evaluation's SWD goes to the trial and its pruner (gan/study/pruning.py)
         report = None
         if trial and cfg.eval.every:
             report = TrialReporter(**trial, pruner=hc.sweeper.get("pruner"))

@@ -44,7 +44,7 @@ class OptimConfig:
     # Adam's first- and second-moment decay rates
     beta1: float = 0.5
     beta2: float = 0.999
-    # adversarial loss (gan/losses.py): "bce" (the non-saturating GAN loss of the DCGAN paper
+    # adversarial loss (gan/nets/losses.py): "bce" (the non-saturating GAN loss of the DCGAN paper
     # and the article), "hinge", "lsgan" or "wgan-gp" (D without BatchNorm)
     loss: str = "bce"
     # D updates per G update (WGAN-GP's critic iterations: 5 in the paper), each on a new batch
@@ -73,8 +73,8 @@ class AugmentConfig:
     scale_max: float = 1.0
     # maximum shear along x, degrees
     shear: float = 0.0
-    # DiffAugment (gan/diffaugment.py): comma-separated transforms of real AND generated images,
-    # every time D sees them, e.g. "color,translation,cutout"; "" off
+    # DiffAugment (gan/nets/diffaugment.py): comma-separated transforms of real AND generated
+    # images, every time D sees them, e.g. "color,translation,cutout"; "" off
     diffaugment: str = ""
 
 
@@ -89,8 +89,8 @@ class HardwareConfig:
     channels_last: bool = False
     # wrap G and D in torch.compile
     compile: bool = False
-    # on a CPU, gan/fast.py's layers: some of the nets' layers swapped for subclasses that compute
-    # the same thing faster (same weights and checkpoints); false: plain torch layers throughout
+    # on a CPU, gan/nets/fast.py's layers: some of the nets' layers swapped for subclasses that
+    # compute the same thing faster (same weights and checkpoints); false: plain torch layers
     fast_layers: bool = True
     # CPU threads for torch; 0 keeps torch's default (one per core)
     threads: int = 0
@@ -143,14 +143,14 @@ class ScoreConfig:
     # 0: off (the score of docs/design.md). > 0: a run that the D means did not collapse, but whose
     # fixed-noise sample grids stay less varied than this (1.0 = as varied as the data) from
     # some sample point to the end, collapses there: catches one-image and nothing-learned
-    # runs, which the D means cannot see (gan/score.py)
+    # runs, which the D means cannot see (gan/run/score.py)
     min_diversity: float = 0.0
 
 
 @dataclass
 class EvalConfig:
     # generated images, and as many real ones (at most the data set), that the sliced Wasserstein
-    # distance compares (gan/quality.py); 0: no SWD (benchmarks that time the training alone)
+    # distance compares (gan/run/quality.py); 0: no SWD (benchmarks that time the training alone)
     num_images: int = 2048
     # SWD every this many steps during training, into eval.csv (0: only at the end of the run)
     every: int = 0
@@ -185,7 +185,7 @@ IMAGE_SIZES = (32, 64, 128)
 ARCHS = ("dcgan", "seed")
 LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
 PRECISIONS = ("auto", "fp32", "bf16")
-DIFFAUGMENT = ("color", "translation", "cutout")  # gan/diffaugment.py
+DIFFAUGMENT = ("color", "translation", "cutout")  # gan/nets/diffaugment.py
 
 
 Check = Callable[[str, str, Callable[[Any], bool], str], None]

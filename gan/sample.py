@@ -5,7 +5,7 @@
     uv run python -m gan.sample RUN_DIR --interpolate 3 7 --n 10 --out walk.png
 
 Every run ends by writing `checkpoints/generator.pt`: G's weights (the EMA's, with train.ema)
-and its model config, all a program needs to make images with torch and gan/models.py alone,
+and its model config, all a program needs to make images with torch and gan/nets/ alone,
 none of pumpgan's training code:
 
     from gan.sample import load_generator

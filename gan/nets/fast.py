@@ -1,9 +1,9 @@
 """Optional speed-ups for built nets: layers swapped in place for subclasses that compute the same
 thing faster on a CPU, in pure PyTorch.
 
-`apply(gen, disc)` changes the class of some of gan/models.py's layers; each swapped layer keeps
-its parameters, its state_dict keys and its checkpoints, and `print(gen)` names the class that
-runs. `hardware.fast_layers=false` leaves every layer the library's (gan/hardware.py decides).
+`apply(gen, disc)` changes the class of some of gan/nets/models.py's layers; each swapped layer
+keeps its parameters, its state_dict keys and its checkpoints, and `print(gen)` names the class that
+runs. `hardware.fast_layers=false` leaves every layer the library's (gan/run/hardware.py decides).
 What each swap gains in a training step, and how that was measured: docs/performance.md.
 """
 

@@ -9,7 +9,7 @@ Both nets are stacks of stride-2 blocks between a 4x4 map and the image: 32 px h
   disc_features x 1, 1, 2, 4. Its D is tiny next to its G.
 
 D returns one logit per image; the loss applies the sigmoid (BCE-with-logits is the article's
-Sigmoid + BCELoss, computed stably), and D(x) is the sigmoid of the logit. gan/fast.py may swap
+Sigmoid + BCELoss, computed stably), and D(x) is the sigmoid of the logit. gan/nets/fast.py may swap
 some layers for subclasses that compute the same thing faster; the weights stay these.
 """
 
@@ -73,7 +73,7 @@ class Discriminator(nn.Module):
 
     batchnorm: BatchNorm in the hidden blocks (DCGAN). With `model.spectral_norm` every conv's
     weight is divided by its largest singular value (Miyato et al. 2018) and there is no
-    BatchNorm, as in their SN-GAN; gan/train.py also leaves BatchNorm out for wgan-gp, whose
+    BatchNorm, as in their SN-GAN; gan/run/train.py also leaves BatchNorm out for wgan-gp, whose
     per-image gradient penalty it would mix across the batch (Gulrajani et al. 2017)."""
 
     def __init__(self, cfg: ModelConfig, batchnorm: bool = True) -> None:

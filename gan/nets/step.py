@@ -37,7 +37,7 @@ def build_models(
 
 @dataclass(frozen=True)
 class Objective:
-    """What a training step optimises, from the config: the loss (gan/losses.py), WGAN-GP's
+    """What a training step optimises, from the config: the loss (gan/nets/losses.py), WGAN-GP's
     penalty weight, R1 and DiffAugment."""
 
     loss: str = "bce"

@@ -188,7 +188,7 @@ def save_outputs(
 
 
 class Evaluation:
-    """The sliced Wasserstein distance (gan/quality.py) between `eval.num_images` of G's images
+    """The sliced Wasserstein distance (gan/run/quality.py) between `eval.num_images` of G's images
     and as many of the data's: the same real images and the same noise at every evaluation of a
     run, drawn from a generator of their own (the training random stream is left alone)."""
 

@@ -35,7 +35,7 @@ class Hardware:
     device: torch.device
     bf16: bool
     channels_last: bool
-    # names of gan/fast.py's swaps applied by place() (empty: plain torch layers)
+    # names of gan/nets/fast.py's swaps applied by place() (empty: plain torch layers)
     fast_layers: list[str]
     # seconds per step of each setting precision=auto timed before choosing (empty: none timed)
     timings: dict[str, float] = field(default_factory=dict)

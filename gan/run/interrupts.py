@@ -10,7 +10,7 @@ its first trial to the end (seen in 1 of 10 sweeps interrupted 2-14 s after thei
 `check()`, which raises it again if it was swallowed. Code that handles a KeyboardInterrupt
 calls `clear()`, so that a later run in the same process (a notebook, a test) starts afresh.
 Inside `deferred()` the handler only records the signal, and the block's end raises it: the
-training loop runs inside one, so a signal ends a run at a step boundary (gan/train.py).
+training loop runs inside one, so a signal ends a run at a step boundary (gan/run/train.py).
 """
 
 from __future__ import annotations

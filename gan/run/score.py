@@ -125,7 +125,7 @@ def score_trace(
 def rank_key(score: object, swd: object) -> tuple[bool, float, float]:
     """Sort key that puts the best run first: the higher score; among equal scores (often
     several at 1.0) the lower sliced Wasserstein distance of its samples to the data
-    (summary.json quality.swd, gan/quality.py). Runs without a score come last, a missing SWD
+    (summary.json quality.swd, gan/run/quality.py). Runs without a score come last, a missing SWD
     ranks below any. gan.compare's table and the sweeper's best trial both rank by it."""
 
     def finite(v: object) -> float | None:
