@@ -182,6 +182,7 @@ def save_outputs(
             cfg.score.eps,
             end.tracker.collapsed_at,
             title=f"{name}: {status}, score {score:.4f}",
+            loss=cfg.optim.loss,
         )
     except Exception as e:  # noqa: BLE001
         log.warning("Could not plot curves.png: %s", e)

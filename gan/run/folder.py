@@ -240,15 +240,21 @@ def pyplot() -> Any:
 
 
 def plot_curves(
-    path: Path, metrics: dict[str, list[float]], eps: float, collapsed_at: int | None, title: str
+    path: Path,
+    metrics: dict[str, list[float]],
+    eps: float,
+    collapsed_at: int | None,
+    title: str,
+    loss: str = "bce",
 ) -> None:
-    """curves.png: losses (top) and both D means with the eps band (bottom)."""
+    """curves.png: losses (top; `loss`: the run's optim.loss) and both D means with the eps band
+    (bottom)."""
     plt = pyplot()
     steps = metrics["step"]
     fig, (ax_loss, ax_d) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     ax_loss.plot(steps, metrics["loss_d"], label="loss D", lw=0.8)
     ax_loss.plot(steps, metrics["loss_g"], label="loss G", lw=0.8)
-    ax_loss.set_ylabel("BCE loss")
+    ax_loss.set_ylabel(f"{loss} loss")
     ax_loss.legend(loc="upper right")
     ax_loss.set_title(title, fontsize=9)
     ax_d.plot(steps, metrics["d_real"], label="D(x)", lw=0.8, color="tab:green")
