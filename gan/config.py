@@ -221,7 +221,6 @@ def validate(cfg: DictConfig | Config) -> None:
 
 def check_nets(cfg: DictConfig | Config, check: Check) -> None:
     """The model, the optimizer and the augmentation."""
-    positive_int = POSITIVE_INT
     check("model", "arch", *one_of(ARCHS))
     check(
         "model",
@@ -229,11 +228,11 @@ def check_nets(cfg: DictConfig | Config, check: Check) -> None:
         lambda v: v in IMAGE_SIZES,
         "use one of 32, 64, 128 (each adds or removes a stride-2 block)",
     )
-    check("model", "gen_features disc_features dim_z", *positive_int)
+    check("model", "gen_features disc_features dim_z", *POSITIVE_INT)
     check("optim", "gen_lr disc_lr", lambda v: math.isfinite(v) and v > 0, "use a number > 0")
     check("optim", "beta1 beta2", lambda v: 0 <= v < 1, "use a number in [0, 1)")
     check("optim", "loss", *one_of(LOSSES))
-    check("optim", "n_critic r1_every", *positive_int)
+    check("optim", "n_critic r1_every", *POSITIVE_INT)
     check(
         "optim",
         "gp_weight r1_gamma",
@@ -262,7 +261,6 @@ def check_nets(cfg: DictConfig | Config, check: Check) -> None:
 
 def check_run(cfg: DictConfig | Config, check: Check) -> None:
     """Where the run computes, its data, its budget, the score and the evaluation."""
-    positive_int = POSITIVE_INT
     check(
         "hardware",
         "device",
@@ -274,7 +272,7 @@ def check_run(cfg: DictConfig | Config, check: Check) -> None:
     check("data", "name", *one_of(("pumpkins", "folder")))
     if cfg.data.name == "folder":
         check("data", "root", bool, "set data.root=PATH to your image folder")
-    check("data", "num_images", *positive_int)
+    check("data", "num_images", *POSITIVE_INT)
     check("data", "on_corrupt", *one_of(("error", "skip")))
     check(
         "data",
@@ -282,12 +280,12 @@ def check_run(cfg: DictConfig | Config, check: Check) -> None:
         lambda v: len(v) == 3 and all(0 <= c <= 255 for c in v),
         "use three integers in [0, 255], e.g. [0,0,0]",
     )
-    check("train", "steps batch_size log_every num_samples", *positive_int)
+    check("train", "steps batch_size log_every num_samples", *POSITIVE_INT)
     check(
         "train", "sample_every checkpoint_every", lambda v: v >= 0, "use 0 (off) or an integer >= 1"
     )
     check("score", "eps", lambda v: 0 < v < 0.5, "use a number in (0, 0.5)")
-    check("score", "patience", *positive_int)
+    check("score", "patience", *POSITIVE_INT)
     check(
         "score",
         "min_diversity",

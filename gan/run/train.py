@@ -186,9 +186,8 @@ def train(
             steps.close()
             wall_s = wall_before + steps.elapsed()
             images_per_s = throughput(step, t.batch_size, wall_s)
-            end = RunEnd(status, step, wall_s, images_per_s, tracker, shown, fixed_noise, reference)
-            end.evaluated = evaluated
-            finish(folder, cfg, end, evaluation)
+            ending = (status, step, wall_s, images_per_s, tracker, shown, fixed_noise, reference)
+            finish(folder, cfg, RunEnd(*ending, evaluated=evaluated), evaluation)
     if interrupts.pending():  # handled: a later run in this process starts afresh
         interrupts.clear()
         raise KeyboardInterrupt(f"interrupted at step {step}")
