@@ -5,8 +5,13 @@ seed 1 (standing in for samples of a perfect generator), then prints the median 
 of swd(seed 1 set, seed 0 set), the process's peak RSS so far, and the SWD x1e3 per pyramid
 level: the floor a generator's samples can reach at this image count.
 
+With --seen, it then prints what each normalisation (gan/run/quality.py) sees at the last size:
+the SWD of the seed-1 set changed in ways a generator goes wrong (grey, low contrast, blurred)
+against the real set, normalised by the real set's statistics (pumpgan's) and by each set's own
+(the paper's).
+
     uv run python benchmarks/swd.py                  # 2,048 images at 64 and 32 px
-    uv run python benchmarks/swd.py --num 512 --sizes 32
+    uv run python benchmarks/swd.py --num 2000 --sizes 32 --seen
 """
 
 from __future__ import annotations
@@ -23,7 +28,32 @@ from throughput import machine
 
 # isort: split
 from gan.data.pumpkins import generate  # noqa: E402  (after throughput: sys.path)
-from gan.run.quality import swd  # noqa: E402
+from gan.run.quality import NORMALISATIONS, pyr_down, pyr_up, swd, to_unit_range  # noqa: E402
+
+
+def contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """The set's contrast times `factor`, about its mean colour."""
+    mean = x.mean((0, 2, 3), keepdim=True)
+    return mean + (x - mean) * factor
+
+
+def seen(real: torch.Tensor, other: torch.Tensor) -> None:
+    """The SWD of `other` changed in several ways against `real`, per normalisation."""
+    other = to_unit_range(other)
+    grey = other.mean(1, keepdim=True).expand_as(other).contiguous()
+    changes = {
+        "unchanged (another data seed)": other,
+        "contrast x0.5": contrast(other, 0.5),
+        "contrast x0.25": contrast(other, 0.25),
+        "grey": grey,
+        "grey, contrast x0.25": contrast(grey, 0.25),
+        "blurred (finest band removed)": pyr_up(pyr_down(other)),
+    }
+    print(f"\n| images against the real set | {' | '.join(NORMALISATIONS)} |")
+    print(f"|---|{'---|' * len(NORMALISATIONS)}")
+    for name, images in changes.items():
+        values = [swd(images, real, normalise=n)["swd"] for n in NORMALISATIONS]
+        print(f"| {name} | {' | '.join(f'{v:.2f}' for v in values)} |", flush=True)
 
 
 def main() -> None:
@@ -31,6 +61,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=2048, help="images per set")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 32], help="image sides, px")
     parser.add_argument("--rounds", type=int, default=3, help="timed calls per size")
+    parser.add_argument("--seen", action="store_true", help="also what each normalisation sees")
     args = parser.parse_args()
 
     print(machine())
@@ -51,6 +82,8 @@ def main() -> None:
             f"| {size} | {statistics.median(times):.2f} | {min(times):.2f} | {rss_mb:.0f} "
             f"| {result['swd']:.2f} | {levels} |"
         )
+    if args.seen:
+        seen(real, other)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,9 @@ class HardwareConfig:
     # on a CPU, gan/nets/fast.py's layers: some of the nets' layers swapped for subclasses that
     # compute the same thing faster (same weights and checkpoints); false: plain torch layers
     fast_layers: bool = True
+    # on a CPU, flush denormal floats (below ~1.2e-38, slow on x86) to zero, in and out of every
+    # op (torch.set_flush_denormal); without it a long bf16 run slows down as they build up
+    flush_denormal: bool = True
     # CPU threads for torch; 0 keeps torch's default (one per core)
     threads: int = 0
 
@@ -154,6 +157,12 @@ class EvalConfig:
     num_images: int = 2048
     # SWD every this many steps during training, into eval.csv (0: only at the end of the run)
     every: int = 0
+    # images of those evaluations during training, fewer for a cheaper one (a pruner compares
+    # runs at one step on it); 0: num_images. The last step's, the run's result, uses num_images
+    num_images_during: int = 0
+    # whose per-channel statistics normalise the SWD's patch descriptors: "real" (the data's, so
+    # that contrast and colour count) or "own" (each set's own, the paper's; blind to them)
+    swd_norm: str = "real"
 
 
 @dataclass
@@ -185,6 +194,7 @@ IMAGE_SIZES = (32, 64, 128)
 ARCHS = ("dcgan", "seed")
 LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
 PRECISIONS = ("auto", "fp32", "bf16")
+SWD_NORMS = ("real", "own")  # gan.run.quality.NORMALISATIONS
 DIFFAUGMENT = ("color", "translation", "cutout")  # gan/nets/diffaugment.py
 
 
@@ -293,7 +303,11 @@ def check_run(cfg: DictConfig | Config, check: Check) -> None:
         "use 0 (off) or a sample diversity > 0, e.g. 0.2",
     )
     check("eval", "num_images", lambda v: v == 0 or v >= 2, "use 0 (no SWD) or an integer >= 2")
+    check(
+        "eval", "num_images_during", lambda v: v == 0 or v >= 2, "use 0 (num_images) or >= 2"
+    )
     check("eval", "every", lambda v: v >= 0, "use 0 (only at the end) or an integer >= 1")
+    check("eval", "swd_norm", *one_of(SWD_NORMS))
 
 
 def unknown_keys(cfg: DictConfig) -> list[str]:
@@ -329,12 +343,26 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # keys that older pumpgan versions wrote into a run's .hydra/config.yaml and that no longer exist
 # (a resumed run drops them from its saved config)
 REMOVED_KEYS = ("hardware.cpu_kernels",)
+# keys added since, whose value in the runs and studies made before them was not today's default:
+# the value a saved config or a study's recorded settings without the key stands for
+ADDED_KEYS = {"eval.swd_norm": "own"}
 
 
-def drop_removed_keys(saved: DictConfig) -> DictConfig:
-    """An old run's saved config without the REMOVED_KEYS, so that it merges into this schema."""
+def implied_values() -> dict[str, Any]:
+    """What a saved config or a study's recorded settings without a key stands for, by dotted key:
+    the schema's default (a key added later had it before it existed), or ADDED_KEYS' value."""
+    schema = OmegaConf.to_container(OmegaConf.structured(Config))
+    return {**flatten(cast(dict[str, Any], schema)), **ADDED_KEYS}
+
+
+def saved_as_now(saved: DictConfig) -> DictConfig:
+    """An old run's saved config in this schema's keys: without the REMOVED_KEYS, with each of the
+    ADDED_KEYS it lacks set to the value it ran with (in place)."""
     for dotted in REMOVED_KEYS:
         group, key = dotted.split(".")
         if group in saved and key in saved[group]:
             del saved[group][key]
+    for dotted, value in ADDED_KEYS.items():
+        if OmegaConf.select(saved, dotted) is None:
+            OmegaConf.update(saved, dotted, value, force_add=True)
     return saved

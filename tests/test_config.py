@@ -15,7 +15,7 @@ from gan.config import validate
 from gan.data import augment, load_images
 from gan.errors import UserError
 from gan.nets.models import Discriminator, Generator
-from gan.study.settings import search_space
+from gan.study.settings import changed_settings, search_space
 from gan.study.storage import TARGET
 
 from .conftest import CONF, run_cli
@@ -239,3 +239,18 @@ def test_studies_say_what_they_answer(name):
     for key in searched:
         named = f"{said['Scientific']} {said['Nuisance']}"
         assert re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", named), (key, named)
+
+
+def test_a_study_record_without_a_later_key_stands_for_the_value_it_ran_with():
+    """A study recorded before a key existed ran with its default, or for a key in ADDED_KEYS
+    with the value it names (eval.swd_norm: "own", the SWD before it was normalised by the
+    data's statistics): continuing it with that value is allowed, with another refused."""
+    recorded = {"train.steps": 10}
+    now = {"train.steps": 10, "eval.num_images_during": 0}
+    assert changed_settings({}, recorded, {}, {**now, "eval.swd_norm": "own"}) == []
+    assert changed_settings({}, recorded, {}, {**now, "eval.swd_norm": "real"}) == [
+        'eval.swd_norm: "own" -> "real"'
+    ]
+    assert changed_settings({}, recorded, {}, {**now, "eval.num_images_during": 512})[0] == (
+        "eval.num_images_during: 0 -> 512"
+    )

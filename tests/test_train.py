@@ -254,6 +254,20 @@ def test_summary_records_the_allocator_setting(tiny_cfg, tmp_path):
     assert summary(tmp_path / "run")["keep_freed_memory"] is keep_freed_memory()
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86's flush modes")
+def test_a_cpu_run_flushes_denormals_and_records_it(tiny_cfg, tmp_path):
+    tiny = torch.finfo(torch.float32).tiny  # the smallest normal float32, ~1.2e-38
+    try:
+        train(tiny_cfg("train.steps=2"), tmp_path / "run")
+        assert summary(tmp_path / "run")["flush_denormal"] is True
+        assert (torch.tensor([tiny]) * 0.5).item() == 0.0  # a denormal result is flushed
+        train(tiny_cfg("train.steps=2", "hardware.flush_denormal=false"), tmp_path / "off")
+        assert summary(tmp_path / "off")["flush_denormal"] is False
+        assert (torch.tensor([tiny]) * 0.5).item() == tiny / 2
+    finally:
+        torch.set_flush_denormal(False)
+
+
 SWALLOWED = """
 import os, signal, sys
 from pathlib import Path
@@ -304,7 +318,7 @@ def test_every_run_reports_its_swd_and_eval_every_adds_rows(tiny_cfg, tmp_path):
     final SWD is the last row's (same G, same noise, same real images, same seed)."""
     train(tiny_cfg("train.steps=20", "eval.every=10"), tmp_path / "run")
     quality = summary(tmp_path / "run")["quality"]
-    assert list(quality["swd_levels"]) == ["32", "16"]
+    assert list(quality["swd_levels"]) == ["32", "16"] and quality["swd_norm"] == "real"
     levels = list(quality["swd_levels"].values())
     assert quality["swd"] == pytest.approx(sum(levels) / 2, abs=1e-3) and quality["swd"] > 0
     with open(tmp_path / "run" / "eval.csv", newline="") as f:
@@ -316,6 +330,27 @@ def test_every_run_reports_its_swd_and_eval_every_adds_rows(tiny_cfg, tmp_path):
     train(tiny_cfg("train.steps=30", f"resume={tmp_path / 'run'}"), tmp_path / "more")
     with open(tmp_path / "more" / "eval.csv", newline="") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [10, 20]
+
+
+def test_a_cheaper_swd_during_training_leaves_the_final_one_whole(tiny_cfg, tmp_path):
+    """eval.num_images_during: the rows before the last step on fewer images (the first of the
+    same draw); the last step's row and summary.json on eval.num_images, also for a pruned run."""
+    full = tiny_cfg("train.steps=20", "eval.every=10", "eval.num_images=32")
+    train(full, tmp_path / "full")
+    train(tiny_cfg("train.steps=20", "eval.every=10", "eval.num_images=32",
+                   "eval.num_images_during=16"), tmp_path / "cheap")  # fmt: skip
+    rows = {}
+    for name in ("full", "cheap"):
+        with open(tmp_path / name / "eval.csv", newline="") as f:
+            rows[name] = [float(r["swd"]) for r in csv.DictReader(f)]
+    quality = summary(tmp_path / "cheap")["quality"]
+    assert quality["swd_images"] == 32 and quality["swd"] == rows["cheap"][1] == rows["full"][1]
+    assert rows["cheap"][0] != rows["full"][0]  # 16 images at step 10: another number
+    # a run the pruner stops at step 10 gets its final SWD on all 32 images
+    train(tiny_cfg("train.steps=20", "eval.every=10", "eval.num_images=32",
+                   "eval.num_images_during=16"), tmp_path / "pruned", on_eval=lambda *_: True)  # fmt: skip
+    pruned = summary(tmp_path / "pruned")
+    assert pruned["status"] == "pruned" and pruned["quality"]["swd_images"] == 32
 
 
 @pytest.mark.slow

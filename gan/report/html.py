@@ -21,7 +21,7 @@ from gan.report import studyplots
 from gan.report.figures import plot_d_means, plot_scores
 from gan.report.runs import STATUSES, Run, sample_image
 from gan.report.studies import Study, edge_warnings, study_db
-from gan.report.table import summary_line, table_rows
+from gan.report.table import summary_line, swd_cell, swd_note, table_rows
 from gan.report.values import fmt, num
 
 CONFIRM_HEADERS = [
@@ -78,6 +78,7 @@ def write_html(
         warnings=edge_warnings(runs, keys, studies),
         notes=notes,
         table=runs_table(runs, keys),
+        swd_note=swd_note(runs),
         cards=[sample_card(r) for r in runs],
         charts=[{"title": t, "image": data_uri(png) if png else None} for t, png in charts],
         studies=[study_section(study, runs) for study in studies.values()],
@@ -111,7 +112,7 @@ def sample_card(run: Run) -> dict[str, Any]:
         "name": run.name,
         "status": run.status,
         "score": num(run.score, ".4f"),
-        "swd": num(run.swd, ".2f"),
+        "swd": swd_cell(run),
         # shell-quoted: safe to paste into a shell
         "command": run.command or shlex.join(["python", "run.py", *run.overrides]),
     }

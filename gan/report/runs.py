@@ -77,6 +77,14 @@ class Run:
         return self.quality("swd")
 
     @property
+    def swd_norm(self) -> str | None:
+        """Whose statistics normalised the SWD (gan.run.quality): "real", or "own" for runs of
+        pumpgan before it recorded this (their SWD is blind to contrast and colour)."""
+        if self.swd is None:
+            return None
+        return str((self.summary.get("quality") or {}).get("swd_norm") or "own")
+
+    @property
     def eps(self) -> float | None:
         """The run's own score.eps: its D means were healthy in [eps, 1 - eps]."""
         value = self.config.get("score.eps")

@@ -12,9 +12,26 @@ from gan.config import flatten
 from gan.report.runs import STATUSES, Run, best_finished
 from gan.report.values import clip, fmt, is_number, num
 
+# after an SWD normalised by each set's own statistics (an older pumpgan's, or eval.swd_norm=own)
+OWN_MARK = "°"
+OWN_NOTE = (
+    f"{OWN_MARK} SWD normalised by each set's own statistics (pumpgan before eval.swd_norm, or "
+    "eval.swd_norm=own): blind to contrast and colour, not comparable with the other SWDs"
+)
+
+
+def swd_cell(run: Run) -> str:
+    """The run's SWD, marked when it is not normalised by the data's statistics."""
+    return num(run.swd, ".2f") + (OWN_MARK if run.swd_norm == "own" else "")
+
+
+def swd_note(runs: list[Run]) -> str | None:
+    """OWN_NOTE when a run's SWD carries OWN_MARK."""
+    return OWN_NOTE if any(r.swd_norm == "own" for r in runs) else None
+
 CSV_TAIL = (
     "status", "score", "collapsed_at", "reason", "steps_done", "steps", "wall_s", "images_per_s",
-    "quality.swd", "quality.diversity", "quality.colour_gap", "optuna.study", "optuna.trial",
+    "quality.swd", "quality.swd_norm", "quality.diversity", "quality.colour_gap", "optuna.study", "optuna.trial",
     "run_dir", "note",
 )  # fmt: skip
 
@@ -29,7 +46,7 @@ def table_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[s
     for r in runs:
         s = r.summary
         steps = f"{num(s.get('steps_done'), '.0f')}/{num(s.get('steps'), '.0f')}"
-        cells = [r.name, r.status, num(r.score, ".4f"), num(r.swd, ".2f")]
+        cells = [r.name, r.status, num(r.score, ".4f"), swd_cell(r)]
         cells += [fmt(r.config[k]) if k in r.config else "-" for k in keys]
         cells += [num(s.get("collapsed_at"), ".0f")]
         cells += [str(s.get("reason") or "-"), num(r.diversity, ".2f")]
@@ -53,7 +70,8 @@ def format_table(runs: list[Run], keys: list[str], answer: str | None = None) ->
         for row in [headers, *rows]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join([*lines, summary_line(runs, answer)])
+    note = swd_note(runs)
+    return "\n".join([*lines, *([note] if note else []), summary_line(runs, answer)])
 
 
 def summary_line(runs: list[Run], answer: str | None = None) -> str:
@@ -73,7 +91,7 @@ def write_csv(path: Path, runs: list[Run], keys: list[str]) -> None:
         writer.writerow(["run", *keys, *CSV_TAIL, "command"])
         for r in runs:
             summary = {**r.summary, "optuna": r.study or {}, "status": r.status, "note": r.note}
-            flat = flatten(summary)
+            flat = {**flatten(summary), "quality.swd_norm": r.swd_norm}
             cells = [r.config.get(k) for k in keys] + [flat.get(k) for k in CSV_TAIL]
             # numbers at full precision, None as an empty cell
             cells = [c if is_number(c) or c is None else fmt(c) for c in cells]

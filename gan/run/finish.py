@@ -153,10 +153,12 @@ def final_quality(
     if end.status in ("completed", "collapsed", "pruned") and cfg.eval.num_images:
         try:
             evaluated = end.evaluated
-            at_step = evaluated is not None and evaluated[0] == end.step
-            quality.update(
-                evaluated[1] if evaluated is not None and at_step else evaluation(end.gen)
+            reuse = (
+                evaluated is not None
+                and evaluated[0] == end.step
+                and evaluated[1]["swd_images"] == evaluation.num
             )
+            quality.update(evaluated[1] if evaluated is not None and reuse else evaluation(end.gen))
             folder.log_quality(end.step, quality)
         except Exception as e:  # noqa: BLE001
             log.warning("Could not compute the final SWD: %s", e)
@@ -193,17 +195,21 @@ class Evaluation:
     and as many of the data's: the same real images and the same noise at every evaluation of a
     run, drawn from a generator of their own (the training random stream is left alone)."""
 
-    def __init__(self, images: torch.Tensor, cfg: DictConfig) -> None:
-        n = min(cfg.eval.num_images, len(images))
+    def __init__(self, images: torch.Tensor, cfg: DictConfig, num: int = 0) -> None:
+        """num: fewer images than eval.num_images (0: as many), the first of the same draw."""
+        full = min(cfg.eval.num_images, len(images))
+        self.num = min(num or full, full)
         rng = torch.Generator().manual_seed(cfg.seed + 2)
-        self.real = images.cpu()[torch.randperm(len(images), generator=rng)[:n]]
-        self.noise = torch.randn(n, cfg.model.dim_z, 1, 1, generator=rng)
+        self.real = images.cpu()[torch.randperm(len(images), generator=rng)[: self.num]]
+        self.noise = torch.randn(full, cfg.model.dim_z, 1, 1, generator=rng)[: self.num]
         self.batch_size, self.seed = cfg.train.batch_size, cfg.seed
+        self.normalise = cfg.eval.swd_norm
 
     def __call__(self, gen: torch.nn.Module) -> SWD:
         # in batches of the training size: G's BatchNorm normalises by batch statistics
         # (batches of nearly equal sizes: one of a single image would fail in BatchNorm)
-        return swd(generate(gen, self.noise, self.batch_size), self.real, seed=self.seed)
+        fake = generate(gen, self.noise, self.batch_size)
+        return swd(fake, self.real, seed=self.seed, normalise=self.normalise)
 
 
 def versions() -> dict[str, str]:

@@ -2,6 +2,10 @@
 optional fast layers, decided once from the `hardware` config group. `train()` and the
 benchmarks both call `setup()` and `Hardware.place()`, so they run the same thing.
 
+On a CPU, denormal floats (magnitudes below ~1.2e-38) are flushed to zero by default
+(hardware.flush_denormal): x86 computes with them up to ~100x slower, and a long run makes more
+of them as it trains (docs/performance.md).
+
 precision=auto picks bf16 autocast with channels-last activations on CUDA; on a CPU it times a
 few training steps of throwaway nets in fp32 and in bf16 channels-last and takes the faster,
 and only where the CPU computes bf16 natively (AVX512-BF16 or AMX): elsewhere bf16 is emulated
@@ -39,6 +43,8 @@ class Hardware:
     fast_layers: list[str]
     # seconds per step of each setting precision=auto timed before choosing (empty: none timed)
     timings: dict[str, float] = field(default_factory=dict)
+    # denormal floats flushed to zero on the CPU (set_flush_denormal, for the whole process)
+    flush_denormal: bool = False
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -63,6 +69,7 @@ class Hardware:
             "channels_last": self.channels_last,
             "precision_timings": self.timings,
             "fast_layers": self.fast_layers,
+            "flush_denormal": self.flush_denormal,
             "threads": torch.get_num_threads(),
             "keep_freed_memory": keep_freed_memory(),
         }
@@ -84,6 +91,20 @@ def setup(cfg: HardwareConfig | DictConfig, model: ModelConfig, batch_size: int)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     keep_freed_memory()
+    # set either way, before any timing: a process that trains several runs (a study's trials)
+    # gives each its own; False where the CPU cannot flush (not x86 with SSE3)
+    flush = cfg.flush_denormal and device.type == "cpu"
+    flush = torch.set_flush_denormal(flush) and flush
+    hw = decide(cfg, device, model, batch_size)
+    hw.flush_denormal = flush
+    return hw
+
+
+def decide(
+    cfg: HardwareConfig | DictConfig, device: torch.device, model: ModelConfig, batch_size: int
+) -> Hardware:
+    """Precision, layout and fast layers on `device`: the config's, or with precision=auto the
+    faster where there is a choice."""
     # the fast layers are CPU speed-ups; on a GPU the library's kernels are the fast ones
     fast_layers = list(fast.SWAPS) if cfg.fast_layers and device.type == "cpu" else []
     if cfg.precision != "auto":

@@ -9,24 +9,28 @@ sets, level by level of a Laplacian pyramid, so it works offline and on small da
    64 px images give levels 64, 32 and 16; the finer levels hold the detail at their scale
    (band-pass), the 16 px level is the blurred image itself (low-pass);
 2. per level, 128 7x7 patches per image at uniformly random positions, each a 3 x 7 x 7 = 147
-   value descriptor; each set's descriptors are normalised per colour channel by that set's own
-   mean and std at that level;
+   value descriptor; both sets' descriptors are normalised per colour channel by the REAL set's
+   mean and std at that level (`normalise="real"`, pumpgan's SWD), so that a set with too little
+   contrast, too much, or a colour cast is as far from the data as it looks. The paper
+   normalises each set by its own statistics (`normalise="own"`), which makes the distance
+   blind to a set's global contrast and colour: faint grey mush scores as well as grey images
+   at full contrast. "own" is kept for comparison with published numbers and with runs of
+   pumpgan before the change (their summary.json has no `swd_norm`);
 3. per level, the 1-D Wasserstein-1 distance between the two sets' projections onto 4 x 128
    random unit directions (sort both projections, mean absolute difference), averaged over the
    directions.
 
 `swd(fake, real)` reports each level's distance x1e3 and their mean, the headline number, as in
 the paper. Lower is better. Two samples of the same distribution do not give 0 but a floor set by
-the number of images (more images, lower floor), so compare numbers only at the same image count
-and size: the real-vs-real value at that count is the reference point. The finer levels see
-texture and edges, the 16 px level overall shapes and colour layout. Because each set is
-normalised by its own statistics, SWD is blind to a global per-channel offset or gain of a whole
-set (all images a little too red, say); `sample_quality`'s colour_gap measures that.
+the number of images (more images, lower floor), so compare numbers only at the same image count,
+size and normalisation: the real-vs-real value at that count is the reference point. The finer
+levels see texture and edges, the 16 px level overall shapes and colour layout.
 
     from gan.run.quality import swd
     swd(fake, real, seed=0)  # fake: (N, 3, S, S) float in [-1, 1]; real: the same or uint8
     # two samples of 2,048 built-in pumpkins at 64 px (benchmarks/swd.py):
-    # {"swd": 5.87, "swd_levels": {"64": 5.40, "32": 6.52, "16": 5.68}}
+    # {"swd": ..., "swd_levels": {"64": ..., "32": ..., "16": ...}, "swd_norm": "real",
+    #  "swd_images": 2048}
 
 The random patch positions and directions come from a torch.Generator seeded with `seed`, so a
 seed gives the same number every time; another seed moves it by the sampling noise.
@@ -36,7 +40,7 @@ from __future__ import annotations
 
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypedDict
+from typing import Literal, TypedDict, get_args
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +50,11 @@ PATCH = 7  # px, the side of a descriptor's patch
 PATCHES_PER_IMAGE = 128
 REPEATS = 4  # draws of random directions per level
 DIRS_PER_REPEAT = 128
+
+# whose per-channel statistics normalise the descriptors: the real set's (pumpgan) or each set's
+# own (the paper); summary.json quality.swd_norm, absent in runs from before "real"
+Normalise = Literal["real", "own"]
+NORMALISATIONS: tuple[Normalise, ...] = get_args(Normalise)
 
 # the 5x5 binomial filter of the reference code (and of cv2.pyrDown) is the outer product of
 # these taps with themselves, [1, 4, 6, 4, 1]^T [1, 4, 6, 4, 1] / 256; applied as two 1-D passes
@@ -59,6 +68,10 @@ class SWD(TypedDict):
     swd: float
     # x1e3 per pyramid level, keyed by the level's side in px as a string, finest first
     swd_levels: dict[str, float]
+    # whose statistics normalised the descriptors (NORMALISATIONS)
+    swd_norm: Normalise
+    # images in each set: the floor, and so the number, depends on it
+    swd_images: int
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -135,17 +148,30 @@ def patch_positions(
     return torch.cat([image[:, None], corner], 1)
 
 
-def descriptors(level: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """The 7x7 patches of one pyramid level (N, 3, s, s) at `positions` (from patch_positions),
-    normalised per channel by their own mean and std: (P, 3 * 7 * 7)."""
+def patches(level: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The 7x7 patches of one pyramid level (N, 3, s, s) at `positions` (from patch_positions):
+    (P, 3, 7, 7), a copy."""
     windows = level.unfold(2, PATCH, 1).unfold(3, PATCH, 1)  # (N, 3, s-6, s-6, 7, 7), a view
     image, top, left = positions.to(level.device).unbind(1)
-    patches = windows[image, :, top, left]  # (P, 3, 7, 7)
+    return windows[image, :, top, left]
+
+
+def channel_stats(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per colour channel mean and std (as numpy's, in the reference code) of (P, 3, 7, 7)
+    patches, each (1, 3, 1, 1). A flat set (e.g. blank images) keeps its float rounding noise at
+    that size instead of having it scaled up to unit variance."""
     mean = patches.mean((0, 2, 3), keepdim=True)
-    std = patches.std((0, 2, 3), correction=0, keepdim=True)  # as numpy's, in the reference code
-    # a flat set (e.g. blank images) keeps its float rounding noise at that size instead of
-    # having it scaled up to unit variance
-    return patches.sub_(mean).div_(std.clamp_min(1e-5)).flatten(1)
+    std = patches.std((0, 2, 3), correction=0, keepdim=True)
+    return mean, std.clamp_min(1e-5)
+
+
+def descriptors(
+    patches: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
+    """(P, 3, 7, 7) patches -> (P, 147) descriptors, normalised per channel by `stats` (mean,
+    std from channel_stats), by default the patches' own; in place."""
+    mean, std = channel_stats(patches) if stats is None else stats
+    return patches.sub_(mean).div_(std).flatten(1)
 
 
 def random_directions(
@@ -192,10 +218,12 @@ def swd(
     patches_per_image: int = PATCHES_PER_IMAGE,
     repeats: int = REPEATS,
     dirs_per_repeat: int = DIRS_PER_REPEAT,
+    normalise: Normalise = "real",
 ) -> SWD:
     """SWD x1e3 between two equal-sized image sets (N, 3, S, S), each uint8 in [0, 255] or float
     in [-1, 1], computed on fake's device. The defaults are the paper's; fewer patches or
-    directions give noisier numbers that are not comparable to the default ones. Memory: both
+    directions give noisier numbers that are not comparable to the default ones. `normalise`:
+    whose per-channel statistics scale both sets' descriptors (the module's docstring). Memory: both
     pyramids, then one level's descriptors and projections at a time, about 1 GB for 2,048
     images of 64 px, in proportion to N."""
     if fake.ndim != 4 or fake.shape[1] != 3 or fake.shape[2] != fake.shape[3]:
@@ -205,6 +233,8 @@ def swd(
             f"swd compares equal numbers of images of one size: fake {tuple(fake.shape)}, "
             f"real {tuple(real.shape)}"
         )
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"normalise must be one of {NORMALISATIONS}, not {normalise!r}")
     generator = torch.Generator().manual_seed(seed)
     num = fake.shape[0]
     pyramids = zip(
@@ -215,17 +245,18 @@ def swd(
     levels: dict[str, float] = {}
     for fake_level, real_level in pyramids:
         size = fake_level.shape[-1]
-        fake_desc = descriptors(
-            fake_level, patch_positions(num, size, generator, patches_per_image)
-        )
-        real_desc = descriptors(
-            real_level, patch_positions(num, size, generator, patches_per_image)
-        )
+        fake_patches = patches(fake_level, patch_positions(num, size, generator, patches_per_image))
+        real_patches = patches(real_level, patch_positions(num, size, generator, patches_per_image))
+        stats = channel_stats(real_patches) if normalise == "real" else None
+        fake_desc = descriptors(fake_patches, stats)
+        real_desc = descriptors(real_patches, stats)
         dirs = random_directions(generator, repeats, dirs_per_repeat)
         levels[str(size)] = sliced_wasserstein(fake_desc, real_desc, dirs) * 1e3
     return {
         "swd": round(sum(levels.values()) / len(levels), 4),
         "swd_levels": {k: round(v, 4) for k, v in levels.items()},
+        "swd_norm": normalise,
+        "swd_images": num,
     }
 
 

@@ -98,7 +98,8 @@ def train(
     )
 
     reference = images[: t.num_samples].cpu()  # the real images grid diversity is relative to
-    evaluation = Evaluation(images, cfg)
+    evaluation = Evaluation(images, cfg)  # the run's result, at its end
+    during = Evaluation(images, cfg, cfg.eval.num_images_during)  # eval.every's
     show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
     steps = StepLog(folder, tracker, t, hw.device, start_step, wall_before, show_bar)
     stop_on_collapse, objective = cfg.score.stop_on_collapse, Objective.of(cfg.optim, cfg.augment)
@@ -155,7 +156,7 @@ def train(
                 if t.sample_every and step % t.sample_every == 0:
                     save_samples()
                 if cfg.eval.every and step % cfg.eval.every == 0:
-                    evaluated = (step, evaluation(shown))
+                    evaluated = (step, (evaluation if step == t.steps else during)(shown))
                     folder.append_eval(step, evaluated[1])
                     # the last step's SWD is the run's result, not an intermediate value; a
                     # collapsed run is not asked about

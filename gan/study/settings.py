@@ -20,7 +20,7 @@ from optuna.distributions import (
     json_to_distribution,
 )
 
-from gan.config import flatten
+from gan.config import flatten, implied_values
 from gan.run import hardware
 from gan.study.errors import ChangedStudy
 
@@ -93,8 +93,11 @@ def changed_settings(
     ]
     unset = object()
     swept = old_space.keys() | new_space.keys()
+    # a key added to pumpgan after the study recorded its settings had the value it implies
+    implied = implied_values() if old_settings else {}
     for k in sorted((old_settings.keys() | new_settings.keys()) - swept):
-        old, new = (s.get(k, unset) for s in (old_settings, new_settings))
+        old = old_settings.get(k, implied.get(k, unset))
+        new = new_settings.get(k, unset)
         if old != new:
             shown = ["(not set)" if v is unset else json.dumps(v) for v in (old, new)]
             changes.append(f"{k}: {shown[0]} -> {shown[1]}")
