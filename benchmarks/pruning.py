@@ -1,12 +1,13 @@
 """What pruning on the SWD saves, and what it costs: two finished studies side by side.
 
 Reads the run folders of a study run without a pruner and of the same study with one (e.g.
-sweeps/optuna.yaml and sweeps/stability_pruned.yaml) and prints, for each: its trials by status,
-the training steps and trial seconds they took, and its best run as gan.compare ranks finished
-runs (the score, then the SWD); then the steps saved and how far the pruned study's best SWD is
-from the unpruned one's. With --grids PATH, the two best runs' final grids side by side.
+sweeps/stability_unpruned.yaml and the default, sweeps/optuna.yaml) and prints, for each: its
+trials by status, the training steps and trial seconds they took, and its best run as gan.compare
+ranks finished runs (the score, then the SWD); then the steps saved and how far the pruned study's
+best SWD is from the unpruned one's. With --grids PATH, the two best runs' final grids side by
+side.
 
-    uv run python benchmarks/pruning.py outputs/sweeps/stability outputs/sweeps/stability_pruned \
+    uv run python benchmarks/pruning.py outputs/sweeps/stability_unpruned outputs/sweeps/stability \
         --grids docs/stability_pruned_grids.png
 """
 

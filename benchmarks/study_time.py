@@ -1,6 +1,6 @@
 """How long a study takes to give its answer: the same reduced stability study run without a
-pruner (sweeps/stability.yaml) and with one (sweeps/stability_pruned.yaml), one after the other
-in this process's machine, then compared by benchmarks/pruning.py (trials by status, training
+pruner (sweeps/stability_unpruned.yaml) and with one (the default, sweeps/optuna.yaml), one after
+the other on this machine, then compared by benchmarks/pruning.py (trials by status, training
 steps, trial seconds, best run and its SWD).
 
     uv run python benchmarks/study_time.py --trials 20 --steps 1000
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import pruning  # noqa: E402
 
-STUDIES = {"unpruned": "stability", "pruned": "stability_pruned"}
+STUDIES = {"unpruned": "stability_unpruned", "pruned": "stability"}
 
 
 def run_study(sweep: str, folder: Path, trials: int, steps: int, extra: list[str]) -> float:

@@ -36,7 +36,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gan.config import check_keys, flatten, saved_as_now, register, validate
+from gan.config import check_keys, flatten, register, saved_as_now, validate
 from gan.errors import UserError
 from gan.run import interrupts
 from gan.run.command import CONF
@@ -279,7 +279,7 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 # would not change what trains (model.* is refused with its own message above)
 RESUME_KEEPS = (
     "seed", "data", "train.batch_size", "train.num_samples", "train.ema", "optim.loss",
-    "eval.swd_norm",  # eval.csv's rows compare with each other
+    "eval.swd_moments",  # eval.csv's rows compare with each other
 )  # fmt: skip
 RESUME_FREE = ("data.cache_dir",)  # where the data is cached, not what it is
 

@@ -160,9 +160,9 @@ class EvalConfig:
     # images of those evaluations during training, fewer for a cheaper one (a pruner compares
     # runs at one step on it); 0: num_images. The last step's, the run's result, uses num_images
     num_images_during: int = 0
-    # whose per-channel statistics normalise the SWD's patch descriptors: "real" (the data's, so
-    # that contrast and colour count) or "own" (each set's own, the paper's; blind to them)
-    swd_norm: str = "real"
+    # add to each SWD level the gap between the sets' per-channel means and spreads (so that
+    # contrast, brightness and colour count); false: the paper's SWD, blind to them
+    swd_moments: bool = True
 
 
 @dataclass
@@ -194,7 +194,6 @@ IMAGE_SIZES = (32, 64, 128)
 ARCHS = ("dcgan", "seed")
 LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
 PRECISIONS = ("auto", "fp32", "bf16")
-SWD_NORMS = ("real", "own")  # gan.run.quality.NORMALISATIONS
 DIFFAUGMENT = ("color", "translation", "cutout")  # gan/nets/diffaugment.py
 
 
@@ -303,11 +302,8 @@ def check_run(cfg: DictConfig | Config, check: Check) -> None:
         "use 0 (off) or a sample diversity > 0, e.g. 0.2",
     )
     check("eval", "num_images", lambda v: v == 0 or v >= 2, "use 0 (no SWD) or an integer >= 2")
-    check(
-        "eval", "num_images_during", lambda v: v == 0 or v >= 2, "use 0 (num_images) or >= 2"
-    )
+    check("eval", "num_images_during", lambda v: v == 0 or v >= 2, "use 0 (num_images) or >= 2")
     check("eval", "every", lambda v: v >= 0, "use 0 (only at the end) or an integer >= 1")
-    check("eval", "swd_norm", *one_of(SWD_NORMS))
 
 
 def unknown_keys(cfg: DictConfig) -> list[str]:
@@ -345,7 +341,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 REMOVED_KEYS = ("hardware.cpu_kernels",)
 # keys added since, whose value in the runs and studies made before them was not today's default:
 # the value a saved config or a study's recorded settings without the key stands for
-ADDED_KEYS = {"eval.swd_norm": "own"}
+ADDED_KEYS = {"eval.swd_moments": False}
 
 
 def implied_values() -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """What an earlier pumpgan wrote still works: a run folder and a study written at commit b5dc1a7
 (before the package was split into layers, before checkpoint checksums and a study's recorded
-precision, before the SWD was normalised by the data's statistics) resume, sample, compare and
-continue, their SWD labelled and kept as it was computed. The fixture's trials ran 4 steps of a 4-channel
-G on 32 pumpkins (tests/fixtures/main_b5dc1a7, made with that commit's run.py)."""
+precision, before the SWD's moment gap term) resume, sample, compare and
+continue, their SWD labelled and kept as it was computed. The fixture's trials ran 4 steps of a
+4-channel G on 32 pumpkins (tests/fixtures/main_b5dc1a7, made with that commit's run.py)."""
 
 import json
 import shutil
@@ -46,8 +46,8 @@ def test_a_run_of_the_previous_layout_resumes_and_samples(tmp_path, cache_dir):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     summary = json.loads((resumed / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps_done"] == 6
-    # its SWD as the run's eval.csv computed it: normalised per set
-    assert summary["quality"]["swd_norm"] == "own"
+    # its SWD as the run's eval.csv computed it: the paper's
+    assert summary["quality"]["swd_moments"] is False
     assert sample([str(old), "--n", "8", "--out", str(tmp_path / "grid.png")]) == 0
     assert (tmp_path / "grid.png").is_file()
 
@@ -59,13 +59,13 @@ def test_a_study_of_the_previous_layout_compares_and_continues(tmp_path, cache_d
     assert compare([str(study_dir), "--html", str(page), "--csv", str(tmp_path / "r.csv")]) == 0
     assert "Study quick" in page.read_text()
     assert "blind to contrast and colour" in page.read_text()
-    assert "swd_norm" in (tmp_path / "r.csv").read_text().splitlines()[0]
-    # its trials' SWD was normalised per set: continuing it with today's SWD is refused
+    assert "swd_moments" in (tmp_path / "r.csv").read_text().splitlines()[0]
+    # its trials' SWD was the paper's: continuing it with today's SWD is refused
     again = [*STUDY, f"data.cache_dir={cache_dir}", f"hydra.sweep.dir={study_dir}"]
     refused = run_cli("-m", *again, "hydra.sweeper.n_trials=3")
     assert refused.returncode == 2
-    assert 'eval.swd_norm: "own" -> "real"' in refused.stderr, refused.stderr[-3000:]
-    result = run_cli("-m", *again, "hydra.sweeper.n_trials=3", "eval.swd_norm=own")
+    assert "eval.swd_moments: false -> true" in refused.stderr, refused.stderr[-3000:]
+    result = run_cli("-m", *again, "hydra.sweeper.n_trials=3", "eval.swd_moments=false")
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="quick", storage=f"sqlite:///{study_dir / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3

@@ -243,13 +243,13 @@ def test_studies_say_what_they_answer(name):
 
 def test_a_study_record_without_a_later_key_stands_for_the_value_it_ran_with():
     """A study recorded before a key existed ran with its default, or for a key in ADDED_KEYS
-    with the value it names (eval.swd_norm: "own", the SWD before it was normalised by the
-    data's statistics): continuing it with that value is allowed, with another refused."""
+    with the value it names (eval.swd_moments: false, the SWD before its moment gap term):
+    continuing it with that value is allowed, with another refused."""
     recorded = {"train.steps": 10}
     now = {"train.steps": 10, "eval.num_images_during": 0}
-    assert changed_settings({}, recorded, {}, {**now, "eval.swd_norm": "own"}) == []
-    assert changed_settings({}, recorded, {}, {**now, "eval.swd_norm": "real"}) == [
-        'eval.swd_norm: "own" -> "real"'
+    assert changed_settings({}, recorded, {}, {**now, "eval.swd_moments": False}) == []
+    assert changed_settings({}, recorded, {}, {**now, "eval.swd_moments": True}) == [
+        "eval.swd_moments: false -> true"
     ]
     assert changed_settings({}, recorded, {}, {**now, "eval.num_images_during": 512})[0] == (
         "eval.num_images_during: 0 -> 512"

@@ -77,12 +77,12 @@ class Run:
         return self.quality("swd")
 
     @property
-    def swd_norm(self) -> str | None:
-        """Whose statistics normalised the SWD (gan.run.quality): "real", or "own" for runs of
-        pumpgan before it recorded this (their SWD is blind to contrast and colour)."""
+    def swd_moments(self) -> bool | None:
+        """Whether the SWD has the moment gap term (gan.run.quality): False for the paper's SWD,
+        and for runs of pumpgan before the term (it is blind to contrast and colour)."""
         if self.swd is None:
             return None
-        return str((self.summary.get("quality") or {}).get("swd_norm") or "own")
+        return bool((self.summary.get("quality") or {}).get("swd_moments", False))
 
     @property
     def eps(self) -> float | None:

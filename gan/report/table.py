@@ -12,27 +12,29 @@ from gan.config import flatten
 from gan.report.runs import STATUSES, Run, best_finished
 from gan.report.values import clip, fmt, is_number, num
 
-# after an SWD normalised by each set's own statistics (an older pumpgan's, or eval.swd_norm=own)
-OWN_MARK = "°"
-OWN_NOTE = (
-    f"{OWN_MARK} SWD normalised by each set's own statistics (pumpgan before eval.swd_norm, or "
-    "eval.swd_norm=own): blind to contrast and colour, not comparable with the other SWDs"
+# after an SWD without the moment gap term (an older pumpgan's, or eval.swd_moments=false)
+PAPER_MARK = "°"
+PAPER_NOTE = (
+    f"{PAPER_MARK} the paper's SWD, without the gap in mean and spread (pumpgan before "
+    "eval.swd_moments, or eval.swd_moments=false): blind to contrast and colour, and not "
+    "comparable with the other SWDs"
 )
 
 
 def swd_cell(run: Run) -> str:
-    """The run's SWD, marked when it is not normalised by the data's statistics."""
-    return num(run.swd, ".2f") + (OWN_MARK if run.swd_norm == "own" else "")
+    """The run's SWD, marked when it lacks the moment gap term."""
+    return num(run.swd, ".2f") + (PAPER_MARK if run.swd_moments is False else "")
 
 
 def swd_note(runs: list[Run]) -> str | None:
-    """OWN_NOTE when a run's SWD carries OWN_MARK."""
-    return OWN_NOTE if any(r.swd_norm == "own" for r in runs) else None
+    """PAPER_NOTE when a run's SWD carries PAPER_MARK."""
+    return PAPER_NOTE if any(r.swd_moments is False for r in runs) else None
+
 
 CSV_TAIL = (
     "status", "score", "collapsed_at", "reason", "steps_done", "steps", "wall_s", "images_per_s",
-    "quality.swd", "quality.swd_norm", "quality.diversity", "quality.colour_gap", "optuna.study", "optuna.trial",
-    "run_dir", "note",
+    "quality.swd", "quality.swd_moments", "quality.diversity", "quality.colour_gap", "optuna.study",
+    "optuna.trial", "run_dir", "note",
 )  # fmt: skip
 
 
@@ -91,7 +93,7 @@ def write_csv(path: Path, runs: list[Run], keys: list[str]) -> None:
         writer.writerow(["run", *keys, *CSV_TAIL, "command"])
         for r in runs:
             summary = {**r.summary, "optuna": r.study or {}, "status": r.status, "note": r.note}
-            flat = {**flatten(summary), "quality.swd_norm": r.swd_norm}
+            flat = {**flatten(summary), "quality.swd_moments": r.swd_moments}
             cells = [r.config.get(k) for k in keys] + [flat.get(k) for k in CSV_TAIL]
             # numbers at full precision, None as an empty cell
             cells = [c if is_number(c) or c is None else fmt(c) for c in cells]

@@ -203,13 +203,13 @@ class Evaluation:
         self.real = images.cpu()[torch.randperm(len(images), generator=rng)[: self.num]]
         self.noise = torch.randn(full, cfg.model.dim_z, 1, 1, generator=rng)[: self.num]
         self.batch_size, self.seed = cfg.train.batch_size, cfg.seed
-        self.normalise = cfg.eval.swd_norm
+        self.moments = bool(cfg.eval.swd_moments)
 
     def __call__(self, gen: torch.nn.Module) -> SWD:
         # in batches of the training size: G's BatchNorm normalises by batch statistics
         # (batches of nearly equal sizes: one of a single image would fail in BatchNorm)
         fake = generate(gen, self.noise, self.batch_size)
-        return swd(fake, self.real, seed=self.seed, normalise=self.normalise)
+        return swd(fake, self.real, seed=self.seed, moments=self.moments)
 
 
 def versions() -> dict[str, str]:

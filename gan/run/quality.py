@@ -9,28 +9,37 @@ sets, level by level of a Laplacian pyramid, so it works offline and on small da
    64 px images give levels 64, 32 and 16; the finer levels hold the detail at their scale
    (band-pass), the 16 px level is the blurred image itself (low-pass);
 2. per level, 128 7x7 patches per image at uniformly random positions, each a 3 x 7 x 7 = 147
-   value descriptor; both sets' descriptors are normalised per colour channel by the REAL set's
-   mean and std at that level (`normalise="real"`, pumpgan's SWD), so that a set with too little
-   contrast, too much, or a colour cast is as far from the data as it looks. The paper
-   normalises each set by its own statistics (`normalise="own"`), which makes the distance
-   blind to a set's global contrast and colour: faint grey mush scores as well as grey images
-   at full contrast. "own" is kept for comparison with published numbers and with runs of
-   pumpgan before the change (their summary.json has no `swd_norm`);
+   value descriptor; each set's descriptors are normalised per colour channel by that set's own
+   mean and std at that level (the paper's choice, which makes the distance below blind to a
+   per-channel gain and offset of a whole set: faint grey mush scores as grey images at full
+   contrast);
 3. per level, the 1-D Wasserstein-1 distance between the two sets' projections onto 4 x 128
    random unit directions (sort both projections, mean absolute difference), averaged over the
    directions.
 
+4. with `moments=True` (pumpgan's SWD), what step 2 hides is added back per level: the gap
+   between the two sets' per-channel means and standard deviations, as the root mean square over
+   the channels of each, in units of the real set's (RMS) standard deviation at that level, x
+   MOMENT_WEIGHT. A gap of one real standard deviation in mean or spread costs 100 (x1e3), about
+   what a Gaussian blur of 2 px does to the patch distance; two samples of real data have gaps of
+   a few hundredths. `moments=False` is the paper's number, for comparison with published ones
+   and with runs of pumpgan before the term (their summary.json has no `swd_moments`).
+
+Normalising both sets by the real set's statistics instead, the obvious fix, was tried and
+dropped: a mean shift is coherent over a patch's 49 pixels, so a colour cast of a tenth of a
+standard deviation outweighed every difference in shape, and in a study it ranked blurred orange
+blobs above clear jack-o'-lanterns (docs/quality.md).
+
 `swd(fake, real)` reports each level's distance x1e3 and their mean, the headline number, as in
 the paper. Lower is better. Two samples of the same distribution do not give 0 but a floor set by
 the number of images (more images, lower floor), so compare numbers only at the same image count,
-size and normalisation: the real-vs-real value at that count is the reference point. The finer
-levels see texture and edges, the 16 px level overall shapes and colour layout.
+size and kind: the real-vs-real value at that count is the reference point. The finer levels see
+texture and edges, the 16 px level overall shapes and colour layout.
 
     from gan.run.quality import swd
     swd(fake, real, seed=0)  # fake: (N, 3, S, S) float in [-1, 1]; real: the same or uint8
-    # two samples of 2,048 built-in pumpkins at 64 px (benchmarks/swd.py):
-    # {"swd": ..., "swd_levels": {"64": ..., "32": ..., "16": ...}, "swd_norm": "real",
-    #  "swd_images": 2048}
+    # {"swd": ..., "swd_levels": {"64": ..., "32": ..., "16": ...}, "swd_moments": True,
+    #  "swd_gaps": {"64": ..., "32": ..., "16": ...}, "swd_images": 2048}
 
 The random patch positions and directions come from a torch.Generator seeded with `seed`, so a
 seed gives the same number every time; another seed moves it by the sampling noise.
@@ -40,7 +49,7 @@ from __future__ import annotations
 
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, TypedDict, get_args
+from typing import NotRequired, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -51,10 +60,8 @@ PATCHES_PER_IMAGE = 128
 REPEATS = 4  # draws of random directions per level
 DIRS_PER_REPEAT = 128
 
-# whose per-channel statistics normalise the descriptors: the real set's (pumpgan) or each set's
-# own (the paper); summary.json quality.swd_norm, absent in runs from before "real"
-Normalise = Literal["real", "own"]
-NORMALISATIONS: tuple[Normalise, ...] = get_args(Normalise)
+# x1e3 per real standard deviation of gap in the sets' per-channel means or spreads (step 4)
+MOMENT_WEIGHT = 100.0
 
 # the 5x5 binomial filter of the reference code (and of cv2.pyrDown) is the outer product of
 # these taps with themselves, [1, 4, 6, 4, 1]^T [1, 4, 6, 4, 1] / 256; applied as two 1-D passes
@@ -68,8 +75,10 @@ class SWD(TypedDict):
     swd: float
     # x1e3 per pyramid level, keyed by the level's side in px as a string, finest first
     swd_levels: dict[str, float]
-    # whose statistics normalised the descriptors (NORMALISATIONS)
-    swd_norm: Normalise
+    # the moment gap term is in (pumpgan's SWD) or out (the paper's)
+    swd_moments: bool
+    # with swd_moments: each level's moment gap term, included in swd_levels
+    swd_gaps: NotRequired[dict[str, float]]
     # images in each set: the floor, and so the number, depends on it
     swd_images: int
 
@@ -156,22 +165,28 @@ def patches(level: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return windows[image, :, top, left]
 
 
-def channel_stats(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per colour channel mean and std (as numpy's, in the reference code) of (P, 3, 7, 7)
-    patches, each (1, 3, 1, 1). A flat set (e.g. blank images) keeps its float rounding noise at
-    that size instead of having it scaled up to unit variance."""
+def descriptors(patches: torch.Tensor) -> torch.Tensor:
+    """(P, 3, 7, 7) patches -> (P, 147) descriptors, normalised per channel by the patches' own
+    mean and std (as numpy's, in the reference code); in place. A flat set (e.g. blank images)
+    keeps its float rounding noise at that size instead of having it scaled up to unit
+    variance."""
     mean = patches.mean((0, 2, 3), keepdim=True)
     std = patches.std((0, 2, 3), correction=0, keepdim=True)
-    return mean, std.clamp_min(1e-5)
+    return patches.sub_(mean).div_(std.clamp_min(1e-5)).flatten(1)
 
 
-def descriptors(
-    patches: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None
-) -> torch.Tensor:
-    """(P, 3, 7, 7) patches -> (P, 147) descriptors, normalised per channel by `stats` (mean,
-    std from channel_stats), by default the patches' own; in place."""
-    mean, std = channel_stats(patches) if stats is None else stats
-    return patches.sub_(mean).div_(std).flatten(1)
+def moment_gap(fake: torch.Tensor, real: torch.Tensor) -> float:
+    """Step 4 of the module's docstring for one pyramid level of each set (N, 3, s, s): the RMS
+    over channels of the mean gap plus that of the std gap, over the real set's RMS std."""
+
+    def rms(x: torch.Tensor) -> torch.Tensor:
+        return x.square().mean().sqrt()
+
+    (fake_mean, fake_std), (real_mean, real_std) = (
+        (x.mean((0, 2, 3)), x.std((0, 2, 3), correction=0)) for x in (fake, real)
+    )
+    gap = rms(fake_mean - real_mean) + rms(fake_std - real_std)
+    return (gap / rms(real_std).clamp_min(1e-5)).item()
 
 
 def random_directions(
@@ -218,12 +233,12 @@ def swd(
     patches_per_image: int = PATCHES_PER_IMAGE,
     repeats: int = REPEATS,
     dirs_per_repeat: int = DIRS_PER_REPEAT,
-    normalise: Normalise = "real",
+    moments: bool = True,
 ) -> SWD:
     """SWD x1e3 between two equal-sized image sets (N, 3, S, S), each uint8 in [0, 255] or float
     in [-1, 1], computed on fake's device. The defaults are the paper's; fewer patches or
-    directions give noisier numbers that are not comparable to the default ones. `normalise`:
-    whose per-channel statistics scale both sets' descriptors (the module's docstring). Memory: both
+    directions give noisier numbers that are not comparable to the default ones. `moments`: add
+    the moment gap term (pumpgan's SWD) or not (the paper's). Memory: both
     pyramids, then one level's descriptors and projections at a time, about 1 GB for 2,048
     images of 64 px, in proportion to N."""
     if fake.ndim != 4 or fake.shape[1] != 3 or fake.shape[2] != fake.shape[3]:
@@ -233,8 +248,6 @@ def swd(
             f"swd compares equal numbers of images of one size: fake {tuple(fake.shape)}, "
             f"real {tuple(real.shape)}"
         )
-    if normalise not in NORMALISATIONS:
-        raise ValueError(f"normalise must be one of {NORMALISATIONS}, not {normalise!r}")
     generator = torch.Generator().manual_seed(seed)
     num = fake.shape[0]
     pyramids = zip(
@@ -243,21 +256,28 @@ def swd(
         strict=True,
     )
     levels: dict[str, float] = {}
+    gaps: dict[str, float] = {}
     for fake_level, real_level in pyramids:
-        size = fake_level.shape[-1]
-        fake_patches = patches(fake_level, patch_positions(num, size, generator, patches_per_image))
-        real_patches = patches(real_level, patch_positions(num, size, generator, patches_per_image))
-        stats = channel_stats(real_patches) if normalise == "real" else None
-        fake_desc = descriptors(fake_patches, stats)
-        real_desc = descriptors(real_patches, stats)
+        side = fake_level.shape[-1]
+        size = str(side)
+        fake_desc, real_desc = (  # fake's positions drawn first, then real's
+            descriptors(patches(level, patch_positions(num, side, generator, patches_per_image)))
+            for level in (fake_level, real_level)
+        )
         dirs = random_directions(generator, repeats, dirs_per_repeat)
-        levels[str(size)] = sliced_wasserstein(fake_desc, real_desc, dirs) * 1e3
-    return {
+        levels[size] = sliced_wasserstein(fake_desc, real_desc, dirs) * 1e3
+        if moments:
+            gaps[size] = MOMENT_WEIGHT * moment_gap(fake_level, real_level)
+            levels[size] += gaps[size]
+    result: SWD = {
         "swd": round(sum(levels.values()) / len(levels), 4),
         "swd_levels": {k: round(v, 4) for k, v in levels.items()},
-        "swd_norm": normalise,
+        "swd_moments": moments,
         "swd_images": num,
     }
+    if moments:
+        result["swd_gaps"] = {k: round(v, 4) for k, v in gaps.items()}
+    return result
 
 
 def sample_quality(fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
