@@ -338,7 +338,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # keys that older pumpgan versions wrote into a run's .hydra/config.yaml and that no longer exist
 # (a resumed run drops them from its saved config)
-REMOVED_KEYS = ("hardware.cpu_kernels",)
+REMOVED_KEYS = ("hardware.cpu_kernels", "eval.swd_norm")
 # keys added since, whose value in the runs and studies made before them was not today's default:
 # the value a saved config or a study's recorded settings without the key stands for
 ADDED_KEYS = {"eval.swd_moments": False}

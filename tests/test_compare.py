@@ -77,7 +77,9 @@ def make_run(
         "steps_done": steps_done,
         "wall_s": 12.345,
         "images_per_s": 321.7,
-        "quality": {"swd": 7.5, "diversity": 0.9, "colour_gap": 0.05} if final else None,
+        "quality": {"swd": 7.5, "swd_moments": True, "diversity": 0.9, "colour_gap": 0.05}
+        if final
+        else None,
         "run_dir": str(path),
         "updated_at": (updated_at or datetime.now(UTC)).isoformat(timespec="seconds"),
     }
@@ -201,8 +203,8 @@ def test_csv_has_every_column(report, tree):
     assert list(rows[0]) == [
         "run", "optim.gen_lr", "model.spectral_norm", "status", "score", "collapsed_at",
         "reason", "steps_done", "steps", "wall_s", "images_per_s", "quality.swd",
-        "quality.diversity", "quality.colour_gap", "optuna.study", "optuna.trial", "run_dir",
-        "note", "command",
+        "quality.swd_moments", "quality.diversity", "quality.colour_gap", "optuna.study",
+        "optuna.trial", "run_dir", "note", "command",
     ]  # fmt: skip
     trial = next(r for r in rows if r["run"].endswith("trial_0003"))
     assert (trial["optuna.study"], trial["optuna.trial"], trial["score"]) == ("quick", "3", "0.95")
@@ -343,7 +345,7 @@ def test_ties_in_score_are_broken_by_the_lower_swd(tmp_path):
     from gan.report.runs import Run
 
     def run(name: str, score: float | None, swd: float | None) -> Run:
-        quality = None if swd is None else {"swd": swd, "diversity": 0.5}
+        quality = None if swd is None else {"swd": swd, "swd_moments": True, "diversity": 0.5}
         return Run(tmp_path / name, {"score": score, "quality": quality}, {})
 
     runs = [

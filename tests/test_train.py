@@ -355,8 +355,8 @@ def test_a_cheaper_swd_during_training_leaves_the_final_one_whole(tiny_cfg, tmp_
 @pytest.mark.slow
 def test_swd_tells_a_trained_generator_from_an_untrained_one(tiny_cfg, tmp_path):
     """300 steps of the tiny model at the article's learning rates make orange pumpkin-shaped
-    blobs (SWD ~140 against 64 real images), far closer to the data than the untrained G's
-    grey noise (~256)."""
+    blobs, far closer to the data than the untrained G's grey noise (with the paper's SWD
+    against 64 real images: ~140 against ~256)."""
     train(tiny_cfg("train.steps=1", "train.checkpoint_every=0"), tmp_path / "untrained")
     train(tiny_cfg("train.steps=300", "optim=seed", "train.sample_every=0"), tmp_path / "trained")
     untrained = summary(tmp_path / "untrained")["quality"]["swd"]
