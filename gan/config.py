@@ -93,7 +93,7 @@ class HardwareConfig:
     # compute the same thing faster (same weights and checkpoints); false: plain torch layers
     fast_layers: bool = True
     # on a CPU, flush denormal floats (below ~1.2e-38, slow on x86) to zero, in and out of every
-    # op (torch.set_flush_denormal); without it a long bf16 run slows down as they build up
+    # op (torch.set_flush_denormal): a guard; the default run makes none (docs/performance.md)
     flush_denormal: bool = True
     # CPU threads for torch; 0 keeps torch's default (one per core)
     threads: int = 0

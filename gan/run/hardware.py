@@ -3,8 +3,8 @@ optional fast layers, decided once from the `hardware` config group. `train()` a
 benchmarks both call `setup()` and `Hardware.place()`, so they run the same thing.
 
 On a CPU, denormal floats (magnitudes below ~1.2e-38) are flushed to zero by default
-(hardware.flush_denormal): x86 computes with them up to ~100x slower, and a long run makes more
-of them as it trains (docs/performance.md).
+(hardware.flush_denormal): x86 computes with them far more slowly. A guard: the default run was
+found to make none (docs/performance.md).
 
 precision=auto picks bf16 autocast with channels-last activations on CUDA; on a CPU it times a
 few training steps of throwaway nets in fp32 and in bf16 channels-last and takes the faster,
