@@ -99,7 +99,11 @@ def train(
 
     reference = images[: t.num_samples].cpu()  # the real images grid diversity is relative to
     evaluation = Evaluation(images, cfg)  # the run's result, at its end
-    during = Evaluation(images, cfg, cfg.eval.num_images_during)  # eval.every's
+    during = (  # eval.every's: the same, or on fewer images
+        Evaluation(images, cfg, cfg.eval.num_images_during)
+        if cfg.eval.num_images_during
+        else evaluation
+    )
     show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
     steps = StepLog(folder, tracker, t, hw.device, start_step, wall_before, show_bar)
     stop_on_collapse, objective = cfg.score.stop_on_collapse, Objective.of(cfg.optim, cfg.augment)
