@@ -3,6 +3,9 @@
     uv run python -m gan.sample RUN_DIR --n 64 --out grid.png     # one grid
     uv run python -m gan.sample RUN_DIR --n 500 --out samples/    # a folder of PNGs
     uv run python -m gan.sample RUN_DIR --interpolate 3 7 --n 10 --out walk.png
+    uv run python -m gan.sample RUN_DIR --which best              # G at the lowest SWD seen
+    uv run python -m gan.sample RUN_DIR --export g.onnx           # G for onnxruntime
+    uv run python -m gan.sample RUN_DIR --export g.safetensors    # weights + g.json
 
 Every run ends by writing `checkpoints/generator.pt`: G's weights (the EMA's, with train.ema)
 and its model config, all a program needs to make images with torch and gan/nets/ alone,
@@ -22,11 +25,13 @@ import argparse
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from gan.errors import UserError
-from gan.nets.generator_file import load_generator, save_generator
+from gan.nets.export import FORMATS
+from gan.nets.generator_file import load_generator, read_generator, save_generator
 from gan.nets.sampling import BATCH, batch_sizes, generate, images_of
 
 # gan.sample is what a user imports (README): its names from gan/nets stay importable from here
@@ -36,16 +41,26 @@ GRID_LIMIT = 4096  # images in one .png grid: a grid is put together in memory
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed's range (a negative seed aliases a large one)
 
 
-def generator_file(run_or_file: Path) -> Path:
-    if run_or_file.is_dir():
-        path = run_or_file / "checkpoints" / "generator.pt"
-        if not path.is_file():
-            raise UserError(
-                f"{run_or_file} has no checkpoints/generator.pt: a run writes it when it ends "
-                f"(completed, collapsed or interrupted); pass a run folder that ended."
-            )
+WHICH = {"last": "generator.pt", "best": "best.pt"}  # --which: the file in checkpoints/
+
+
+def generator_file(run_or_file: Path, which: str = "last") -> Path:
+    """A run folder's G (`which`: the last, or the best of its evaluations), or a file as is."""
+    if not run_or_file.is_dir():
+        return run_or_file
+    path = run_or_file / "checkpoints" / WHICH[which]
+    if path.is_file():
         return path
-    return run_or_file
+    if which == "best":
+        raise UserError(
+            f"{run_or_file} has no checkpoints/best.pt: a run keeps its best G only when it "
+            f"measures the SWD during training (eval.every > 0, e.g. `python run.py "
+            f"eval.every=250`; the default study does). Use --which last for its last G."
+        )
+    raise UserError(
+        f"{run_or_file} has no checkpoints/generator.pt: a run writes it when it ends "
+        f"(completed, collapsed or interrupted); pass a run folder that ended."
+    )
 
 
 def noise(n: int, dim_z: int, seed: int) -> torch.Tensor:
@@ -84,6 +99,13 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run", type=Path, help="a run folder, or a generator.pt file")
+    parser.add_argument(
+        "--which",
+        choices=list(WHICH),
+        default="last",
+        help="a run folder's G: the last (checkpoints/generator.pt) or the one of the lowest SWD "
+        "measured during training (checkpoints/best.pt, written with eval.every)",
+    )
     parser.add_argument("--n", type=int, default=64, help="images (frames for --interpolate)")
     parser.add_argument(
         "--out",
@@ -102,6 +124,13 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--nrow", type=int, default=8, help="images per row of a grid")
     parser.add_argument("--device", default="cpu", help="where G runs: cpu, cuda, cuda:1, mps")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="FILE",
+        help="instead of images, G for programs without pumpgan: FILE.onnx (the whole G, for "
+        "onnxruntime) or FILE.safetensors (its weights, with FILE.json saying how to run them)",
+    )
     return parser
 
 
@@ -109,6 +138,11 @@ def check(args: argparse.Namespace) -> None:
     """Refuse what would fail, or fill the memory, before anything is made or written."""
     if args.n < 1:
         raise UserError(f"--n {args.n}: ask for at least one image")
+    if args.export is not None and args.export.suffix not in FORMATS:
+        raise UserError(
+            f"--export {args.export}: the file's suffix picks the format, one of "
+            f"{', '.join(FORMATS)} (e.g. --export g.onnx)"
+        )
     if args.nrow < 1:
         raise UserError(f"--nrow {args.nrow}: a grid has at least one image per row")
     if is_grid(args.out) and args.n > GRID_LIMIT:
@@ -133,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         check(args)
-        gen = load_generator(generator_file(args.run), args.device)
+        if args.export is not None:
+            print(export(generator_file(args.run, args.which), args.export))
+            return 0
+        gen = load_generator(generator_file(args.run, args.which), args.device)
         if args.interpolate:
             batches = walk_batches(args.n, gen.dim_z, *args.interpolate)
             nrow = args.n if is_grid(args.out) and args.n <= 16 else args.nrow
@@ -146,6 +183,23 @@ def main(argv: list[str] | None = None) -> int:
     what = "grid" if is_grid(args.out) else "folder"
     print(f"{args.n} images of {side} px -> {args.out} ({what})")
     return 0
+
+
+def export(source: Path, out: Path) -> str:
+    """G of `source` (a generator.pt or best.pt) as `out` (`gan.nets.export`); what was written."""
+    from gan.nets.export import OPSET, export_onnx, export_safetensors
+
+    record = read_generator(source)
+    gen = load_generator(source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".onnx":
+        export_onnx(gen, gen.dim_z, out)
+        return f"{source} -> {out} (ONNX {OPSET}: input z (B, {gen.dim_z}, 1, 1), output image)"
+    about: dict[str, Any] = {
+        k: record[k] for k in ("format", "model", "step", "ema", "swd") if k in record
+    }
+    info = export_safetensors(gen, {**about, "source": str(source)}, out)
+    return f"{source} -> {out} (weights) + {info} (the model config and its layers)"
 
 
 def is_grid(out: Path) -> bool:

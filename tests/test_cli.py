@@ -141,6 +141,7 @@ HELP_EXAMPLES = [
     "== Examples ==",
     "python run.py optim.gen_lr=2e-3 model=medium   # one run: any option, any key",
     "python run.py -m sweep=quick                   # an Optuna study from sweeps/",
+    "python run.py debug=default                    # a run of seconds, to try the setup",
     "",
     "== Config: change any key with group.key=value ==",
     "model:",
@@ -156,7 +157,7 @@ def test_help_lists_the_config_groups_and_examples(tmp_path):
     under conf/), two example commands, the composed config; nothing written."""
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    groups = ["augment", "data", "hardware", "model", "optim", "sweep"]
+    groups = ["augment", "data", "debug", "hardware", "model", "optim", "sweep"]
     options = [
         f"{g}: {', '.join(sorted(p.stem for p in (CONF / g).glob('*.yaml')))}" for g in groups
     ]

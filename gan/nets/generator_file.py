@@ -19,19 +19,30 @@ from gan.nets.models import Generator
 FORMAT = "pumpgan-generator-1"
 
 
-def save_generator(path: Path, model_cfg: Any, gen: torch.nn.Module, step: int, ema: bool) -> None:
-    """checkpoints/generator.pt: {format, model (the model config), state_dict, step, ema,
-    sha256 (`digest` of the rest)}."""
+def save_generator(
+    path: Path, model_cfg: Any, gen: torch.nn.Module, step: int, ema: bool, **more: Any
+) -> None:
+    """checkpoints/generator.pt (and best.pt): {format, model (the model config), state_dict,
+    step, ema, `more` (best.pt: its swd), sha256 (`digest` of the rest)}."""
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     model = {k: v for k, v in dict(model_cfg).items() if k in fields}
     state = {k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}
     record = {"format": FORMAT, "model": model, "state_dict": state, "step": step, "ema": ema}
+    record.update(more)
     atomic_write(path, lambda tmp: torch.save(sealed(record), tmp))
 
 
 def load_generator(path: str | Path, device: str = "cpu") -> Generator:
     """A generator.pt as a Generator on `device`, in training mode (batch statistics); its
     noise length is `gen.dim_z`."""
+    record = read_generator(path, device)
+    gen = Generator(ModelConfig(**record["model"])).to(device)
+    gen.load_state_dict(record["state_dict"])
+    return gen.train()
+
+
+def read_generator(path: str | Path, device: str = "cpu") -> dict[str, Any]:
+    """A generator.pt's record (`save_generator`), checked against its checksum."""
     path = Path(path)
     try:
         record = torch.load(path, map_location=device, weights_only=True)
@@ -47,7 +58,4 @@ def load_generator(path: str | Path, device: str = "cpu") -> Generator:
         )
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise UserError(f"{path} is not a pumpgan generator file (format {FORMAT})")
-    cfg = ModelConfig(**record["model"])
-    gen = Generator(cfg).to(device)
-    gen.load_state_dict(record["state_dict"])
-    return gen.train()
+    return record

@@ -24,23 +24,28 @@ import yaml
 
 from gan.config import REMOVED_KEYS
 
-# the project's conf/, beside gan/, that run.py composes and the commands name options of:
-# pumpgan runs from its checkout (`pip install -e .` installs it so). An absolute path: Hydra
-# would look for a relative one inside the package `gan`.
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CHECKOUT = Path(__file__).resolve().parents[2]  # the project's folder, when gan/ is in one
+# the checkout's conf/, beside gan/, where users edit the config groups and the studies (sweeps/,
+# as conf/sweep): pumpgan run from its checkout (`python run.py`, `pip install -e .`, `uv sync`);
+# installed from a wheel (`pip install .`), the copy the wheel ships as gan/conf. An absolute
+# path: Hydra would look for a relative one inside the package `gan`.
+IN_CHECKOUT = (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "conf").is_dir()
+CONF = CHECKOUT / "conf" if IN_CHECKOUT else CHECKOUT / "gan" / "conf"
+# the program of the commands pumpgan prints: run.py in a checkout, the console script otherwise
+PROGRAM = ["python", "run.py"] if IN_CHECKOUT else ["pumpgan"]
 
 
 def command(overrides: list[str], choices: dict[str, Any] | None = None) -> str:
-    """`python run.py OVERRIDES`, shell-quoted. `choices`: the run's config group choices
-    (hydra.runtime.choices); when the run composed a study file of conf/sweep/ that its
-    overrides do not name, what selected it comes first: the sweeper (conf/config.yaml's
-    `optional sweep: ${hydra/sweeper}`), or else `sweep=NAME`."""
+    """`python run.py OVERRIDES` (`pumpgan OVERRIDES` installed from a wheel), shell-quoted.
+    `choices`: the run's config group choices (hydra.runtime.choices); when the run composed a
+    study file of conf/sweep/ that its overrides do not name, what selected it comes first: the
+    sweeper (conf/config.yaml's `optional sweep: ${hydra/sweeper}`), or else `sweep=NAME`."""
     keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     sweep, sweeper = (str((choices or {}).get(k)) for k in ("sweep", "hydra/sweeper"))
     first = []
     if "sweep" not in keys and study_file(sweep).is_file():
         first = [f"hydra/sweeper={sweeper}" if sweep == sweeper else f"sweep={sweep}"]
-    return shlex.join(["python", "run.py", *first, *overrides])
+    return shlex.join([*PROGRAM, *first, *overrides])
 
 
 def study_file(name: str) -> Path:
@@ -85,7 +90,7 @@ def export(run_dir: Path, out: Path, about: str) -> str:
         group, key = dotted.split(".")
         (config.get(group) or {}).pop(key, None)
     runs = shlex.join(
-        ["python", "run.py", "--config-dir", str(out.parent.resolve()), "--config-name", out.stem]
+        [*PROGRAM, "--config-dir", str(out.parent.resolve()), "--config-name", out.stem]
     )
     header = (
         f"# {about}\n# Exported by gan.compare from {run_dir}. Every key of the run it came from;\n"

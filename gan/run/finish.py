@@ -8,7 +8,7 @@ import logging
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig
@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from gan.nets.generator_file import save_generator
 from gan.nets.models import Discriminator, Generator, num_params
 from gan.nets.sampling import generate, sample
+from gan.run.best import Best
 from gan.run.folder import RunFolder, now_iso, plot_curves, read_metrics
 from gan.run.hardware import Hardware
 from gan.run.quality import SWD, sample_quality, swd
@@ -84,7 +85,8 @@ class RunEnd:
     """How a run's training ended, for `finish`: its status so far, the last step, the time and
     throughput over the whole run, its score tracker, the G whose images it shows (the EMA's,
     with train.ema), the fixed noise and the real images the grids' diversity is relative to,
-    and the latest evaluation during training (step, SWD), reused when it was at this step."""
+    the latest evaluation during training (step, SWD), reused when it was at this step, and the
+    best G of those evaluations (checkpoints/best.pt)."""
 
     status: str
     step: int
@@ -95,6 +97,7 @@ class RunEnd:
     fixed_noise: torch.Tensor
     reference: torch.Tensor
     evaluated: tuple[int, SWD] | None = None
+    best: Best | None = None
 
 
 def finish(folder: RunFolder, cfg: DictConfig, end: RunEnd, evaluation: Evaluation) -> None:
@@ -111,6 +114,7 @@ def finish(folder: RunFolder, cfg: DictConfig, end: RunEnd, evaluation: Evaluati
             log.warning("Collapse at step %d: %s", tracker.collapsed_at, tracker.reason)
     score = tracker.score(cfg.train.steps)
     save_outputs(folder, cfg, end, status, score)
+    best = best_summary(end, evaluation, quality)
     folder.update_summary(
         status=status,
         score=score,
@@ -121,6 +125,7 @@ def finish(folder: RunFolder, cfg: DictConfig, end: RunEnd, evaluation: Evaluati
         wall_s=round(end.wall_s, 3),
         images_per_s=round(end.images_per_s, 2),
         quality=quality,
+        best=best,
         finished_at=now_iso(),
     )
     try:
@@ -163,6 +168,20 @@ def final_quality(
         except Exception as e:  # noqa: BLE001
             log.warning("Could not compute the final SWD: %s", e)
     return quality
+
+
+def best_summary(
+    end: RunEnd, evaluation: Evaluation, quality: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """summary.json's `best` (gan/run/best.py), None without evaluations during training."""
+    if end.best is None or end.status == "failed":
+        return None
+    try:
+        last = quality if quality is not None and "swd" in quality else None
+        return end.best.summary(evaluation, end.gen, cast(SWD | None, last))
+    except Exception as e:  # noqa: BLE001 - the run's status matters more
+        log.warning("Could not measure the best G's SWD: %s", e)
+        return None
 
 
 def save_outputs(

@@ -25,6 +25,7 @@ from gan.data import BatchSampler, load_images, real_batch
 from gan.nets.models import num_params
 from gan.nets.step import EMA, Objective, build_models, train_step
 from gan.run import hardware, interrupts
+from gan.run.best import Best
 from gan.run.checkpoint import carry_over, load_checkpoint, restore, training_state
 from gan.run.finish import Evaluation, RunEnd, finish, record_error, save_grid_of, start_summary
 from gan.run.folder import RunFolder
@@ -111,6 +112,9 @@ def train(
     if ema is not None and resume_state is not None:
         ema.model.load_state_dict(resume_state["gen_ema"])
     shown = ema.model if ema is not None else gen  # the G of the grids, the SWD and the export
+    best = Best(folder.checkpoint_path.parent / "best.pt", cfg.model, bool(t.ema))
+    if resume_state is not None:
+        best.load_state_dict(resume_state.get("best"), shown)
     step, status = start_step, "running"
     evaluated: tuple[int, SWD] | None = None  # the latest evaluation during training
     pruned_at: int | None = None
@@ -122,6 +126,7 @@ def train(
     def checkpoint() -> None:
         state = training_state(cfg, step, wall_before + steps.elapsed(), gen, disc, opt_g, opt_d)
         state.update(sampler=sampler.state_dict(), score=tracker.state_dict())
+        state["best"] = best.state_dict()
         if ema is not None:
             state["gen_ema"] = ema.model.state_dict()
         folder.save_checkpoint({**state, "fixed_noise": fixed_noise.cpu()})
@@ -162,6 +167,9 @@ def train(
                 if cfg.eval.every and step % cfg.eval.every == 0:
                     evaluated = (step, (evaluation if step == t.steps else during)(shown))
                     folder.append_eval(step, evaluated[1])
+                    # the best G is chosen among evaluations of one count (`during`'s)
+                    same = evaluated[1]["swd_images"] == during.num
+                    best.offer(step, (evaluated[1] if same else during(shown))["swd"], shown)
                     # the last step's SWD is the run's result, not an intermediate value; a
                     # collapsed run is not asked about
                     if on_eval is not None and step < t.steps and not stop:
@@ -192,7 +200,7 @@ def train(
             wall_s = wall_before + steps.elapsed()
             images_per_s = throughput(step, t.batch_size, wall_s)
             ending = (status, step, wall_s, images_per_s, tracker, shown, fixed_noise, reference)
-            finish(folder, cfg, RunEnd(*ending, evaluated=evaluated), evaluation)
+            finish(folder, cfg, RunEnd(*ending, evaluated=evaluated, best=best), evaluation)
     if interrupts.pending():  # handled: a later run in this process starts afresh
         interrupts.clear()
         raise KeyboardInterrupt(f"interrupted at step {step}")
