@@ -119,6 +119,8 @@ def run(cfg: DictConfig) -> float:
     try:
         if cfg.resume:
             cfg = resumed_config(cfg, list(hc.overrides.task))
+            # what actually runs, next to Hydra's copy of this command's config
+            OmegaConf.save(cfg, run_dir / ".hydra" / "resumed_config.yaml")
         check_keys(cfg)
         trial = trial_of_job(hc)
         # in a study, every evaluation's SWD goes to the trial and its pruner (gan/study/pruning.py)
@@ -268,10 +270,6 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             f"optim values (learning rates, betas, penalties), augment, score, eval, hardware."
         )
     merged.resume = str(source)
-    # record what actually runs next to Hydra's copy of this command's config
-    OmegaConf.save(
-        merged, Path(HydraConfig.get().runtime.output_dir) / ".hydra" / "resumed_config.yaml"
-    )
     return merged
 
 

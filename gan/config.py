@@ -187,7 +187,7 @@ def register() -> None:
     so that importing the schemas (gan/nets/models.py does) does not import Hydra."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="pumpgan_schema", node=Config)
+    ConfigStore.instance().store(name="pumpgan_schema", node=Config, replace=True)
 
 
 IMAGE_SIZES = (32, 64, 128)

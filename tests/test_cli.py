@@ -73,7 +73,7 @@ def test_run_writes_the_whole_run_folder(tmp_path, cache_dir):
     diversity = events.Scalars("quality/diversity")
     assert [e.step for e in diversity][:3] == [0, 10, 20]
     assert diversity[-1].value == pytest.approx(summary["quality"]["diversity"], abs=1e-3)
-    # TensorBoard's HParams tab: the overrides against the final numbers
+    # TensorBoard's HParams tab: the run's settings against the final numbers
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     hparams = EventAccumulator(str(run / "tensorboard" / "hparams"))
@@ -84,6 +84,9 @@ def test_run_writes_the_whole_run_folder(tmp_path, cache_dir):
         hparams.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     ).session_start_info.hparams
     assert start["model"].string_value == "tiny" and start["train.steps"].number_value == 30
+    # every key a shipped study searches, and each group's option, set on the command line or not
+    assert start["optim.gen_lr"].number_value == pytest.approx(2e-4)
+    assert start["augment"].string_value == "seed" and start["optim.loss"].string_value == "bce"
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -229,16 +230,19 @@ def test_html_report_is_self_contained_and_escaped(report):
     assert parser.tags.count("script") == 1  # only the sorting script; the run name is text
     assert EVIL not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    # 9 sample cards (the half-started run has none), the two charts, Optuna's 4 plots of study
-    # quick and the one it can draw of study lonely (a single trial)
-    assert page.count('src="data:image/png;base64,') == 16
+    # 9 sample cards (the half-started run has none), the two charts, Optuna's 3 plots of study
+    # quick and the one it can draw of study lonely (a single trial); no importances: too few
+    # trials
+    assert page.count('src="data:image/png;base64,') == 15
     assert "no samples yet" in page and "latest samples: step_000100" in page
     quick = page.split("<h2>Study quick</h2>")[1].split("<h2>")[0]
-    for title in ("Optimisation history", "Slice", "Parallel coordinates", "Parameter importances"):
+    for title in ("Optimisation history", "Slice", "Parallel coordinates"):
         assert f"<figcaption>{title}</figcaption>" in quick
+    assert "<figcaption>Parameter importances</figcaption>" not in quick
+    assert "not drawn: Parameter importances: 4 complete trials, fewer than the 20 " in quick
     lonely = page.split("<h2>Study lonely</h2>")[1]
     assert "1 trials (1 complete)" in lonely
-    assert "not drawn: Parameter importances: ValueError: nothing to draw" in lonely
+    assert "not drawn: Parameter importances: 1 complete trial, fewer than the 20 " in lonely
     warnings = [w.split("</div>")[0] for w in page.split('class="warn">')[1:]]
     assert any("optim.gen_lr" in w and "upper edge of study quick" in w for w in warnings)
     assert "only some runs have model.spectral_norm" in stderr
@@ -309,18 +313,27 @@ def test_one_empty_path_among_good_ones_is_not_an_error(tree, tmp_path, capsys):
 
 
 def test_cli(tree):
+    """The table fits the terminal's COLUMNS: it keeps the run, its status, score and SWD and the
+    key that differs, and says which columns it left out."""
     result = subprocess.run(
         [sys.executable, "-m", "gan.compare", str(tree / "sweeps"), "--sort", "name"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "COLUMNS": "80"},
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0].rsplit("/", 1)[-1] for line in lines[2:-1]] == [
+    assert lines[0].split() == ["run", "status", "score", "swd", "gen_lr", "collapsed_at"]
+    assert [line.split()[0].rsplit("/", 1)[-1] for line in lines[2:6]] == [
         f"trial_{n:04d}" for n in range(4)
     ]
+    assert all(len(line) <= 80 for line in lines[:-1])
+    assert " ".join(lines[6:-1]) == (
+        "left out to fit 80 columns: reason, diversity, steps, wall_s, images/s, trial "
+        "(--csv and --html have every column)"
+    )
     assert lines[-1].endswith("trial_0003 score 0.9500")
 
 

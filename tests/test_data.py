@@ -94,6 +94,18 @@ def test_corrupt_file_can_be_skipped(image_folder, tmp_path, caplog):
     assert "Skipped 1 corrupt image(s)" in caplog.text
 
 
+def test_gan_data_takes_the_flag_its_corrupt_file_error_names(image_folder, tmp_path, capsys):
+    """`python -m gan.data` says how to skip a corrupt file in its own terms, and takes them."""
+    from gan.data.__main__ import main as preview
+
+    (image_folder / "jacks" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    args = ["--root", str(image_folder), "--cache-dir", str(tmp_path / "cache"), "--size", "16"]
+    with pytest.raises(SystemExit, match="--on-corrupt skip"):
+        preview([*args, "--out", str(tmp_path / "a.png")])
+    preview([*args, "--on-corrupt", "skip", "--out", str(tmp_path / "b.png")])
+    assert "6 of folder images" in capsys.readouterr().out
+
+
 # Image modes: each file is written at S x S, so that the resize is the identity (checked by
 # test_fit_of_a_same_size_image_is_exact) and the cache must hold the file's own pixels. The
 # background is not black, so that compositing shows; alpha is 0 or full, so that it is exact.

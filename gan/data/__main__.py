@@ -24,9 +24,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num", type=int, default=64, help="images in the grid")
     parser.add_argument("--out", default="data_preview.png", help="PNG file to write")
     parser.add_argument("--cache-dir", default=DataConfig.cache_dir)
+    parser.add_argument(
+        "--on-corrupt",
+        choices=["error", "skip"],
+        default=DataConfig.on_corrupt,
+        help="an image that cannot be decoded: stop with its name, or leave it out (as "
+        "data.on_corrupt in a run)",
+    )
     args = parser.parse_args(argv)
     cfg = DataConfig(
-        name="folder" if args.root else "pumpkins", root=args.root, cache_dir=args.cache_dir
+        name="folder" if args.root else "pumpkins",
+        root=args.root,
+        cache_dir=args.cache_dir,
+        on_corrupt=args.on_corrupt,
     )
     try:
         images = load_images(cfg, args.size)[: args.num]

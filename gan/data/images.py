@@ -131,7 +131,8 @@ def decode_folder(root: Path, files: list[Path], image_size: int, cfg: DataConfi
             if cfg.on_corrupt != "skip":
                 raise UserError(
                     f"Cannot decode image {str(f)!r} ({why}). Remove or replace the file, or "
-                    f"pass data.on_corrupt=skip to leave such files out."
+                    f"pass data.on_corrupt=skip to leave such files out (python -m gan.data: "
+                    f"--on-corrupt skip)."
                 ) from e
             skipped.append(f"{f} ({why})")
     if skipped:

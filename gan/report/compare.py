@@ -4,10 +4,12 @@ importances, and a warning when the best runs sit on the edge of the search spac
 
 Each PATH is a run folder, a sweep folder or any folder above them (default: outputs/),
 searched recursively. The table has one row per run, best first (the highest score; among
-equal scores the lowest SWD, the sliced Wasserstein distance of its samples to the data), with
-the config keys that differ between the runs, then status, score, SWD, collapsed_at, reason,
-diversity, steps, wall time and images/s. Killed and
-half-written runs are listed with their status. Exit status 1 when no PATH holds a run.
+equal scores the lowest SWD, the sliced Wasserstein distance of its samples to the data): its
+status, score and SWD, the config keys that differ between the runs (a config group chosen as a
+whole, such as augment, as its option), then collapsed_at, reason, diversity, steps, wall time
+and images/s, as many as fit the terminal's width (COLUMNS; 100 when printing to a file or a
+pipe); --csv and --html have every column. Killed and half-written runs are listed with their
+status. Exit status 1 when no PATH holds a run.
 
 The answer (the last line of the table, the top of the HTML page) is a confirm sweep's confirmed
 best where one is among the folders, else the best finished run; --export writes its settings
@@ -29,7 +31,7 @@ from pathlib import Path
 from gan.report.html import write_html
 from gan.report.runs import Run, differing_keys, find_answer, find_runs, partial_keys, sort_runs
 from gan.report.studies import load_studies
-from gan.report.table import format_table, write_csv
+from gan.report.table import format_table, terminal_width, write_csv
 from gan.report.values import num
 from gan.run.command import export
 
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"only some runs have {', '.join(partial)} (shown as - where missing)")
 
     best, answer = find_answer(runs)
-    emit(format_table(runs, keys, answer))
+    emit(format_table(runs, keys, answer, terminal_width()))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if args.csv:

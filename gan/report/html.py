@@ -20,7 +20,7 @@ from markupsafe import Markup
 from gan.report import studyplots
 from gan.report.figures import plot_d_means, plot_scores
 from gan.report.runs import STATUSES, Run, sample_image
-from gan.report.studies import Study, edge_warnings, study_db
+from gan.report.studies import Study, edge_warnings, is_confirm, study_db
 from gan.report.table import summary_line, swd_cell, swd_note, table_rows
 from gan.report.values import fmt, num
 
@@ -125,7 +125,7 @@ def study_section(study: Study, runs: list[Run]) -> dict[str, Any]:
     states = Counter(t.state.name.lower() for t in trials)
     pareto = pareto_front(study, runs) if study.study._is_multi_objective() else None
     confirm = confirm_table(study) if study.confirm else None
-    plots, skipped = studyplots.optuna_plots(study.study)
+    plots, skipped = studyplots.optuna_plots(study.study, is_confirm(study.study))
     return {
         "name": study.name,
         "db": str(study.db),

@@ -33,7 +33,10 @@ STATUSES = (*RUN_STATUSES, "unknown", "unreadable")
 class Run:
     path: Path
     summary: dict[str, Any]
-    config: dict[str, Any]  # flattened: {"optim.gen_lr": 0.002, ...}; {} when unreadable
+    # flattened: {"optim.gen_lr": 0.002, ...}, with the option of each config group the run
+    # was composed with under the group's name ({"augment": "seed", "augment.hflip": 0.5});
+    # {} when unreadable
+    config: dict[str, Any]
     overrides: list[str] = field(default_factory=list)
     study: dict[str, Any] | None = None  # summary["optuna"]: {"study", "storage", "trial"}
     # the command that reproduces it (gan.run.command); None without its .hydra/ files
@@ -148,11 +151,34 @@ def read_run(path: Path) -> Run:
     return Run(
         path=path,
         summary=summary,
-        config=flatten(load_yaml(config_path, dict)),
+        config=with_groups(flatten(load_yaml(config_path, dict)), hydra / "hydra.yaml"),
         overrides=[str(o) for o in load_yaml(hydra / "overrides.yaml", list)],
         study=study if isinstance(study, dict) else None,
         command=run_command(path),
     )
+
+
+def with_groups(config: dict[str, Any], hydra_yaml: Path) -> dict[str, Any]:
+    """A flattened config with the option of each of its config groups (.hydra/hydra.yaml's
+    hydra.runtime.choices) under the group's name, before the group's keys: {"augment": "seed",
+    "augment.hflip": 0.5, ...}. Only groups that are a section of the config: not hydra/*, nor
+    sweep (a study file sets keys all over the config)."""
+    if not config:
+        return config
+    hydra = load_yaml(hydra_yaml, dict).get("hydra")
+    choices = ((hydra or {}).get("runtime") or {}).get("choices") if isinstance(hydra, dict) else {}
+    groups = {
+        str(g): str(c)
+        for g, c in (choices if isinstance(choices, dict) else {}).items()
+        if c is not None and any(k.startswith(f"{g}.") for k in config)
+    }
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        group = key.split(".", 1)[0]
+        if group in groups and group not in out:
+            out[group] = groups[group]
+        out[key] = value
+    return out
 
 
 def read_summary(path: Path) -> dict[str, Any]:
@@ -203,13 +229,26 @@ def _config_keys(runs: list[Run]) -> tuple[list[Run], list[str]]:
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
-    """Config keys whose value (or presence) is not the same in every run that has a config."""
+    """Config keys whose value (or presence) is not the same in every run that has a config.
+    Where runs chose different options of a config group (augment: none, seed, diffaugment),
+    the group's option stands for the keys it set: a key of the group is left out when the
+    option alone decides its value (runs with the same option have the same value); one that
+    was set on its own as well (augment=seed augment.hflip=0.2) stays."""
     configured, keys = _config_keys(runs)
 
     def value(run: Run, key: str) -> str:
         return json.dumps(run.config[key], default=str) if key in run.config else "\0missing"
 
-    return [k for k in keys if len({value(r, k) for r in configured}) > 1]
+    def decided_by_group(key: str) -> bool:
+        group = key.split(".", 1)[0]
+        if group == key or group not in differing:
+            return False
+        by_option: dict[str, str] = {}
+        return all(by_option.setdefault(value(r, group), value(r, key)) == value(r, key)
+                   for r in configured)  # fmt: skip
+
+    differing = [k for k in keys if len({value(r, k) for r in configured}) > 1]
+    return [k for k in differing if not decided_by_group(k)]
 
 
 def partial_keys(runs: list[Run]) -> list[str]:

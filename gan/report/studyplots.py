@@ -9,7 +9,8 @@
   single-seed value the study picked it by.
 
 Each function returns PNG bytes (or a list of (title, PNG)); a plot that Optuna cannot draw for
-this study (too few trials, one value everywhere) is left out with the reason.
+this study (too few trials, one value everywhere) is left out with the reason, and so are the
+importances of a confirm study and of one with under MIN_TRIALS_FOR_IMPORTANCES complete trials.
 """
 
 from __future__ import annotations
@@ -24,16 +25,28 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gan.report.figures import figure_png, plain, pyplot
+from gan.report.values import clip
 
 SWD_NAME = "SWD (lower is better)"
 SCORE_NAME = "stability score"
+# parameter importances (fANOVA: a random forest fitted to the trials) are drawn from this many
+# complete trials on: a forest fitted to a handful of trials of several parameters splits on
+# whichever parameter comes first (3 trials of 8 parameters give each 1/8), and its importances
+# are noise that a reader would take for a finding
+MIN_TRIALS_FOR_IMPORTANCES = 20
+# panels per row of the slice plot: at the page's width their tick labels stay legible
+SLICE_COLUMNS = 4
 
 
-def optuna_plots(study: optuna.Study) -> tuple[list[tuple[str, bytes]], list[str]]:
-    """Optuna's plots of `study`: (title, PNG) each, and why any were skipped."""
+def optuna_plots(
+    study: optuna.Study, confirms: bool = False
+) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """Optuna's plots of `study`: (title, PNG) each, and why any were left out. `confirms`: a
+    confirm study (gan.study.confirm), whose trials rerun chosen settings on new seeds."""
     pyplot()  # the Agg backend, before Optuna's plots import matplotlib's
     from optuna.visualization import matplotlib as vis
 
+    no_importances = importances_left_out(study, confirms)
     plots: list[tuple[str, Callable[[], Any]]] = []
     if study._is_multi_objective():
         names = [SCORE_NAME, SWD_NAME]
@@ -45,17 +58,17 @@ def optuna_plots(study: optuna.Study) -> tuple[list[tuple[str, bytes]], list[str
             importances = functools.partial(
                 vis.plot_param_importances, study, target=_objective(i), target_name=name
             )
-            plots += [
-                (f"Optimisation history: {name}", history),
-                (f"Parameter importances: {name}", importances),
-            ]
+            plots.append((f"Optimisation history: {name}", history))
+            if not no_importances:
+                plots.append((f"Parameter importances: {name}", importances))
     else:
         plots += [
             ("Optimisation history", lambda: vis.plot_optimization_history(study)),
             ("Slice", lambda: vis.plot_slice(study)),
             ("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study)),
-            ("Parameter importances", lambda: vis.plot_param_importances(study)),
         ]
+        if not no_importances:
+            plots.append(("Parameter importances", lambda: vis.plot_param_importances(study)))
         if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
             plots.append(
                 (
@@ -63,37 +76,103 @@ def optuna_plots(study: optuna.Study) -> tuple[list[tuple[str, bytes]], list[str
                     lambda: vis.plot_intermediate_values(study),
                 )
             )
-    out, skipped = [], []
+    out, skipped = [], [no_importances] if no_importances else []
     for title, draw in plots:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Optuna marks these plots experimental
-                axes = draw()
-            first = axes.flat[0] if hasattr(axes, "flat") else axes
-            fig = first.figure
-            if not fig.axes or not any(ax.has_data() for ax in fig.axes):
-                raise ValueError("nothing to draw")
-            legend = first.get_legend()
-            if title.startswith("Intermediate") and legend and len(legend.get_texts()) > 12:
-                legend.remove()  # a line per trial: past a dozen the legend only hides the plot
-            fig.set_size_inches(*_size(title, fig))
-            out.append((title, figure_png(fig)))
+            out.append((title, draw_png(title, draw)))
         except Exception as e:  # noqa: BLE001 - one plot Optuna cannot draw must not stop the rest
             pyplot().close("all")
             skipped.append(f"{title}: {type(e).__name__}: {e}")
     return out, skipped
 
 
+def importances_left_out(study: optuna.Study, confirms: bool) -> str | None:
+    """Why the study's parameter importances are not drawn: a confirm study, or fewer than
+    MIN_TRIALS_FOR_IMPORTANCES complete trials; None to draw them."""
+    if confirms:
+        return (
+            "Parameter importances: a confirm study reruns the best settings of another study on "
+            "new seeds; it searches nothing, so importances would only rank seed luck (see that "
+            "study's report for its own)"
+        )
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if complete < MIN_TRIALS_FOR_IMPORTANCES:
+        return (
+            f"Parameter importances: {complete} complete trial{'s' * (complete != 1)}, fewer than "
+            f"the {MIN_TRIALS_FOR_IMPORTANCES} that fANOVA needs for importances that are more "
+            "than noise"
+        )
+    return None
+
+
+def draw_png(title: str, draw: Callable[[], Any]) -> bytes:
+    """One of Optuna's plots as PNG bytes; ValueError when it drew nothing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks these plots experimental
+        axes = draw()
+    panels = list(axes.flat) if hasattr(axes, "flat") else [axes]
+    fig = panels[0].figure
+    if not fig.axes or not any(ax.has_data() for ax in fig.axes):
+        raise ValueError("nothing to draw")
+    legend = panels[0].get_legend()
+    if title.startswith("Intermediate") and legend and len(legend.get_texts()) > 12:
+        legend.remove()  # a line per trial: past a dozen the legend only hides the plot
+    if title == "Slice":
+        slice_grid(panels)
+    else:
+        fig.set_size_inches(*(10.0, 4.5) if title.startswith("Parallel") else (6.5, 4.0))
+    return figure_png(fig)
+
+
 def _objective(i: int) -> Callable[[FrozenTrial], float]:
     return lambda t: t.values[i]
 
 
-def _size(title: str, fig: Any) -> tuple[float, float]:
-    if title == "Slice":
-        return max(6.0, 3.0 * len(fig.axes)), 3.5
-    if title.startswith("Parallel"):
-        return 10.0, 4.5
-    return 6.5, 4.0
+def slice_grid(panels: list[Any]) -> None:
+    """Optuna's slice plot, one row of a panel per parameter, laid out again in rows of
+    SLICE_COLUMNS panels, each with ticks a reader can read (`readable_ticks`)."""
+    fig = panels[0].figure
+    ylabel = panels[0].get_ylabel()
+    for ax in fig.axes:
+        if ax not in panels:
+            ax.remove()  # Optuna's colour bar: drawn again for the new layout
+    ncols = min(SLICE_COLUMNS, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    grid = fig.add_gridspec(nrows, ncols, hspace=0.75, wspace=0.25)
+    for i, ax in enumerate(panels):
+        ax.set_subplotspec(grid[i // ncols, i % ncols])
+        first = i % ncols == 0
+        ax.tick_params(labelsize=8, labelleft=first)
+        ax.set_ylabel(ylabel if first else "", fontsize=9)
+        ax.xaxis.label.set_fontsize(9)
+        readable_ticks(ax)
+    fig.colorbar(panels[-1].collections[0], ax=panels, label="Trial", fraction=0.03)
+    fig.set_size_inches(3.3 * ncols + 1.0, 2.9 * nrows + 0.6)
+
+
+def readable_ticks(ax: Any) -> None:
+    """An x axis whose tick labels do not run into each other: categories without the quotes
+    Optuna gives them, clipped and slanted; a log axis labelled at whole decades only (at most
+    6), or under a decade at 3 or 4 round values; at most 4 ticks on a linear one."""
+    from matplotlib import category, ticker
+
+    if isinstance(ax.xaxis.get_converter(), category.StrCategoryConverter):
+        named = ax.xaxis.get_major_formatter()
+        ax.xaxis.set_major_formatter(
+            ticker.FuncFormatter(lambda x, pos: plain(clip(named(x, pos).strip("'"), 14)))
+        )
+        # slanted, each label's end at its tick ("xtick" aligns it by the angle)
+        ax.tick_params(axis="x", labelrotation=30, labelrotation_mode="xtick")
+    elif ax.get_xscale() == "log":
+        lo, hi = ax.get_xlim()
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        if hi / lo >= 10:
+            ax.xaxis.set_major_locator(ticker.LogLocator(numticks=6))
+        else:  # under a decade holds one decade tick at most: evenly spaced values instead
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=3))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, pos: f"{x:g}"))
+    else:
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=4))
 
 
 def pareto_plot(study: optuna.Study, names: dict[int, str]) -> bytes | None:

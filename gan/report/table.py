@@ -5,12 +5,23 @@ with every column."""
 from __future__ import annotations
 
 import csv
+import shutil
+import textwrap
 from collections import Counter
 from pathlib import Path
 
 from gan.config import flatten
 from gan.report.runs import STATUSES, Run, best_finished
 from gan.report.values import clip, fmt, is_number, num
+
+# the terminal table's width when stdout is not a terminal (a pipe, a file): the run, its
+# status, score and SWD and a few keys; COLUMNS=N sets another
+FALLBACK_WIDTH = 100
+# the terminal table's columns that stay whatever the width: the run and what ranks it
+KEPT = ("run", "status", "score", "swd")
+# the run folder's characters in the terminal table (its end kept); fitted to a width, at most
+# this share of it (room for the keys), and no fewer than RUN_MIN however narrow
+RUN_WIDTH, RUN_SHARE, RUN_MIN = 48, 0.4, 16
 
 # after an SWD without the moment gap term (an older pumpgan's, or eval.swd_moments=false)
 PAPER_MARK = "°"
@@ -59,21 +70,79 @@ def table_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[s
     return headers, rows
 
 
-def format_table(runs: list[Run], keys: list[str], answer: str | None = None) -> str:
+def terminal_width() -> int:
+    """The terminal's width in characters: COLUMNS when set, else the terminal's own, else
+    (stdout a pipe or a file) FALLBACK_WIDTH."""
+    return shutil.get_terminal_size((FALLBACK_WIDTH, 24)).columns
+
+
+def format_table(
+    runs: list[Run], keys: list[str], answer: str | None = None, width: int | None = None
+) -> str:
+    """The terminal table: header, rule, a row per run, its notes and the summary line.
+    `width` (terminal_width()): the characters a line of the table may take. The columns are
+    kept in their order of importance while they fit (what ranks the runs, which always stays,
+    then the keys that differ, then the rest), keys go by their shortest unambiguous name, and
+    a note names the columns left out. None: every column, keys by their full name."""
     headers, rows = table_rows(runs, keys)
-    limits = {"run": 48, "reason": 28}
-    rows = [
-        [clip(c, limits.get(h, 20), keep_end=h == "run") for h, c in zip(headers, row, strict=True)]
-        for row in rows
+    limits = {"run": RUN_WIDTH, "reason": 28}
+    columns = [
+        [h, *(clip(row[i], limits.get(h, 20), keep_end=h == "run") for row in rows)]
+        for i, h in enumerate(headers)
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    notes = [n for n in [swd_note(runs)] if n]
+    if width is not None:
+        names = short_names(keys, taken=[h for h in headers if h not in keys])
+        columns = [[names.get(c[0], c[0]), *c[1:]] for c in columns]
+        columns, left_out = fit_columns(columns, width)
+        if left_out:
+            what = f"left out to fit {width} columns: {', '.join(left_out)}"
+            notes.insert(0, f"{what} (--csv and --html have every column)")
+        notes = [textwrap.fill(n, width) for n in notes]
+    widths = [max(map(len, c)) for c in columns]
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
+        "  ".join(c[i].ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
+        for i in range(len(rows) + 1)
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    note = swd_note(runs)
-    return "\n".join([*lines, *([note] if note else []), summary_line(runs, answer)])
+    return "\n".join([*lines, *notes, summary_line(runs, answer)])
+
+
+def short_names(keys: list[str], taken: list[str]) -> dict[str, str]:
+    """Each key by its shortest dotted tail that no other key ends in and no other column is
+    called: optim.gen_lr -> gen_lr, but train.steps stays whole beside the steps column."""
+
+    def clear(tail: str, key: str) -> bool:
+        others = [o for o in keys if o != key]
+        return tail not in taken and not any(o == tail or o.endswith(f".{tail}") for o in others)
+
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        tails = [".".join(parts[-n:]) for n in range(1, len(parts))]
+        names[key] = next((t for t in tails if clear(t, key)), key)
+    return names
+
+
+def fit_columns(columns: list[list[str]], width: int) -> tuple[list[list[str]], list[str]]:
+    """The columns (each its header and cells) that fit in `width` characters, two apart: the
+    first KEPT ones always, the run folder's clipped to RUN_SHARE of the width (or less, down to
+    RUN_MIN, for them to fit), then each of the others, in order, that still fits; and the
+    headers of those left out."""
+    kept = len(KEPT)
+    others = sum(max(map(len, c)) + 2 for c in columns[1:kept])
+    room = max(RUN_MIN, min(int(RUN_SHARE * width), width - others))
+    columns[0] = [columns[0][0], *(clip(c, room, keep_end=True) for c in columns[0][1:])]
+    used = max(map(len, columns[0])) + others
+    fitted, left_out = columns[:kept], []
+    for column in columns[kept:]:
+        need = max(map(len, column)) + 2
+        if used + need <= width:
+            fitted.append(column)
+            used += need
+        else:
+            left_out.append(column[0])
+    return fitted, left_out
 
 
 def summary_line(runs: list[Run], answer: str | None = None) -> str:

@@ -52,6 +52,15 @@ def study_file(name: str) -> Path:
     return CONF / "sweep" / f"{name}.yaml"
 
 
+def searched_keys() -> list[str]:
+    """The keys (and config groups) that the studies in conf/sweep/ search, in file order."""
+    keys: dict[str, None] = {}
+    for path in sorted((CONF / "sweep").glob("*.yaml")):
+        sweeper = ((read_yaml(path) or {}).get("hydra") or {}).get("sweeper") or {}
+        keys |= dict.fromkeys(str(k) for k in (sweeper.get("params") or {}))
+    return list(keys)
+
+
 def run_command(run_dir: Path) -> str | None:
     """The command that reproduces the run in `run_dir` (None without its .hydra/ files)."""
     overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from gan.config import flatten
 from gan.nets.generator_file import save_generator
 from gan.nets.models import Discriminator, Generator, num_params
 from gan.nets.sampling import generate, sample
 from gan.run.best import Best
-from gan.run.folder import RunFolder, now_iso, plot_curves, read_metrics
+from gan.run.folder import RunFolder, hparams, now_iso, plot_curves, read_metrics
 from gan.run.hardware import Hardware
 from gan.run.quality import SWD, sample_quality, swd
 from gan.run.score import ScoreTracker
@@ -131,7 +132,8 @@ def finish(folder: RunFolder, cfg: DictConfig, end: RunEnd, evaluation: Evaluati
     try:
         q = quality or {}
         metrics = {"score": score, "swd": q.get("swd"), "diversity": q.get("diversity")}
-        folder.log_hparams({**metrics, "steps_done": float(end.step)})
+        config = flatten(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
+        folder.log_hparams(hparams(config, folder.path), {**metrics, "steps_done": float(end.step)})
     except Exception as e:  # noqa: BLE001 - TensorBoard's extra view must not fail a run
         log.warning("Could not log the run's hparams to TensorBoard: %s", e)
     folder.close(score, end.step)

@@ -178,19 +178,10 @@ class RunFolder:
         if diversity is not None:
             self.tensorboard.add_scalar("quality/diversity", diversity, step)
 
-    def log_hparams(self, metrics: dict[str, float | None]) -> None:
-        """TensorBoard's HParams tab (tensorboard/hparams): the run's command-line overrides
-        (a trial's: its sampled parameters and the study's fixed values) against its final
-        numbers, so that `tensorboard --logdir outputs/sweeps/NAME` compares a study's trials."""
-        overrides = self.path / ".hydra" / "overrides.yaml"
-        try:
-            import yaml
-
-            pairs = [str(o).split("=", 1) for o in yaml.safe_load(overrides.read_text()) or []]
-        except (OSError, ValueError):
-            pairs = []
-        params = {k.lstrip("+~"): hparam_value(v) for k, v in (p for p in pairs if len(p) == 2)}
-        params.pop("hydra.run.dir", None)
+    def log_hparams(self, params: dict[str, Any], metrics: dict[str, float | None]) -> None:
+        """TensorBoard's HParams tab (tensorboard/hparams): the run's settings (`hparams`)
+        against its final numbers, so that `tensorboard --logdir outputs/` compares runs and a
+        study's trials."""
         numbers = {f"hparams/{k}": v for k, v in metrics.items() if v is not None}
         self.tensorboard.add_hparams(params or {"run": self.path.name}, numbers, run_name="hparams")
 
@@ -209,9 +200,35 @@ class RunFolder:
         atomic_write(self.checkpoint_path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
+def hparams(config: dict[str, Any], run_dir: Path) -> dict[str, float | str | bool]:
+    """The settings a run's HParams row shows, the same keys for every run: the option of each
+    config group (model, optim, augment, ...; from .hydra/hydra.yaml), the value of every key
+    that a study in sweeps/ searches (`searched`), and the run's own command-line overrides
+    (a trial's: its sampled parameters and the study's fixed values). `config`: flattened."""
+    import yaml
+
+    from gan.run.command import read_yaml, searched_keys
+
+    hydra = (read_yaml(run_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}
+    choices = (hydra.get("runtime") or {}).get("choices") or {}
+    params: dict[str, Any] = {g: c for g, c in choices.items() if g in GROUPS and c is not None}
+    params |= {k: config[k] for k in searched_keys() if k in config}
+    try:
+        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, ValueError):
+        overrides = []
+    pairs = [str(o).split("=", 1) for o in overrides]
+    params |= {k.lstrip("+~"): v for k, v in (p for p in pairs if len(p) == 2)}
+    params.pop("hydra.run.dir", None)
+    return {k: hparam_value(str(v)) for k, v in sorted(params.items())}
+
+
+GROUPS = ("model", "optim", "augment", "hardware", "data", "debug")  # conf/'s config groups
+
+
 def hparam_value(text: str) -> float | str | bool:
-    """An override's value as TensorBoard's HParams take it: a number or a bool where it reads
-    as one, else the text."""
+    """A setting as TensorBoard's HParams take it: a number or a bool where it reads as one,
+    else the text."""
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     try:
