@@ -52,6 +52,7 @@ def test_best_pt_holds_the_g_of_the_lowest_swd_seen(run: Path) -> None:
     assert best["swd_images"] == 48
 
 
+@pytest.mark.slow
 def test_the_best_of_fewer_images_during_training_is_measured_again_on_all(
     tiny_cfg, tmp_path: Path
 ) -> None:
@@ -65,6 +66,7 @@ def test_the_best_of_fewer_images_during_training_is_measured_again_on_all(
         assert best["swd_during"] == evaluations(tmp_path / "run")[best["step"]]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_best_of_the_run_it_continues(tiny_cfg, tmp_path: Path) -> None:
     train(tiny_cfg(*EVAL, "optim.gen_lr=0.02"), tmp_path / "whole")
     train(tiny_cfg(*EVAL, "optim.gen_lr=0.02", "train.steps=20"), tmp_path / "first")

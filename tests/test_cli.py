@@ -124,6 +124,7 @@ def test_folder_data_from_the_command_line(tmp_path, cache_dir):
     assert json.loads((run / "summary.json").read_text())["data"]["num_images"] == 6
 
 
+@pytest.mark.slow
 def test_missing_folder_is_one_clear_paragraph(tmp_path: Path):
     result = run_cli(
         "data=folder", f"data.root={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}"
@@ -155,6 +156,7 @@ HELP_TAIL = [
 ]
 
 
+@pytest.mark.slow
 def test_help_lists_the_config_groups_and_examples(tmp_path):
     """`python run.py --help`, from any folder: the groups with their options (the YAML files
     under conf/), two example commands, the composed config; nothing written."""
@@ -182,6 +184,7 @@ def command(*argv: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_pumpgan_console_script_is_run_py(tmp_path):
     """The project installs (`uv sync`, `pip install -e .`) with a `pumpgan` console script that
     is `python run.py`: the same help from any folder, the configs found in conf/."""
@@ -194,6 +197,7 @@ def test_pumpgan_console_script_is_run_py(tmp_path):
     assert installed.stdout.splitlines()[: len(HELP_HEAD)] == HELP_HEAD
 
 
+@pytest.mark.slow
 def test_compare_help_prints_its_whole_description():
     result = command(sys.executable, "-m", "gan.compare", "--help", cwd=ROOT, COLUMNS="100")
     assert result.returncode == 0, result.stderr

@@ -258,6 +258,7 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_the_report_in_headless_chromium(report, tree, tmp_path):
     """The report as a browser shows it: it renders, its script raises nothing, and clicks on
@@ -337,6 +338,7 @@ def test_cli(tree):
     assert lines[-1].endswith("trial_0003 score 0.9500")
 
 
+@pytest.mark.slow
 def test_a_reader_that_stops_early_loses_no_file(tree, tmp_path):
     """`gan.compare | head`: the reader is gone before the table is printed (`true` reads
     nothing); no BrokenPipeError traceback, exit status 0, and the HTML is still written."""

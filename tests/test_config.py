@@ -153,6 +153,7 @@ def test_cli_unknown_key_exits_2_naming_it(tmp_path: Path):
          "Optuna's pruners work on one objective only"),
     ],
 )  # fmt: skip
+@pytest.mark.slow
 def test_a_refused_command_is_one_paragraph_exit_2_and_leaves_nothing(tmp_path, args, said):
     """Whatever is wrong on the command line, unknown keys added with + or ++ too: one
     paragraph on stderr naming it, exit 2, and no run folder (nothing under outputs/)."""

@@ -48,11 +48,16 @@ def pytorch_images(run: Path, z: torch.Tensor) -> np.ndarray:
         return load_generator(run / "checkpoints" / "generator.pt")(z).numpy()
 
 
-@pytest.mark.parametrize("n", [16, 3])
-def test_the_onnx_g_makes_the_pytorch_g_images(run: Path, tmp_path: Path, n: int) -> None:
-    out = tmp_path / "g.onnx"
+@pytest.fixture(scope="module")
+def onnx_file(run: Path) -> Path:
+    out = run / "g.onnx"
     assert sample([str(run), "--export", str(out)]) == 0
-    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    return out
+
+
+@pytest.mark.parametrize("n", [16, 3])
+def test_the_onnx_g_makes_the_pytorch_g_images(run: Path, onnx_file: Path, n: int) -> None:
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     z = noise(n)
     (images,) = session.run(["image"], {"z": z.numpy()})
     assert images.shape == (n, 3, 32, 32)

@@ -76,6 +76,7 @@ def test_rooms_read_in_one_sitting(path):
     "code",
     ["import gan.models", "from gan.sample import load_generator", "import gan.nets.step"],
 )
+@pytest.mark.slow
 def test_the_model_side_needs_neither_hydra_nor_optuna(code):
     """A program that only makes images from a generator.pt imports torch and gan/nets."""
     check = (

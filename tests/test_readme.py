@@ -26,6 +26,8 @@ from gan.run.train import train
 from gan.study.storage import sqlite_url
 from tests.conftest import CONF, ROOT, make_cfg
 
+pytestmark = pytest.mark.slow  # the benchmarks' --help and run.py --cfg job in subprocesses
+
 RUN_PLACEHOLDER = "outputs/DATE/TIME"
 TOOLS = {"sync", "pytest", "ruff", "mypy"}  # `uv sync`, `uv run pytest`, ... : not pumpgan's
 

@@ -159,6 +159,7 @@ def test_bf16_channels_last_path_trains(tiny_cfg, tmp_path, device):
     assert 0 <= score <= 1
 
 
+@pytest.mark.slow
 def test_bf16_agrees_with_fp32(tiny_cfg, tmp_path):
     """bf16 autocast keeps ~3 significant digits, so single steps agree to ~1e-3 and whole
     trajectories drift apart slowly; what must not change is what the run is judged by. Measured
@@ -191,6 +192,7 @@ def test_bf16_agrees_with_fp32(tiny_cfg, tmp_path):
 @pytest.mark.parametrize(
     ("precision", "layout", "rtol"), [("fp32", "false", 1e-3), ("bf16", "true", 2e-2)]
 )
+@pytest.mark.slow
 def test_compiled_nets_train_like_eager_ones(tiny_cfg, tmp_path, precision, layout, rtol):
     """hardware.compile (on for hardware=cuda) runs the same step through torch.compile; the
     generated kernels may reorder float sums, so the losses agree closely, not bit for bit. The
@@ -236,6 +238,7 @@ def refaults(mode: str, **env: str) -> tuple[str, int]:
     return kept, int(faults)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
 def test_freed_memory_is_reused_without_page_faults():
     # by default glibc hands a 64 MiB block back to the kernel and faults in 16,384 fresh pages
@@ -294,6 +297,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow
 def test_a_ctrl_c_swallowed_by_a_finalizer_still_interrupts_the_run(cache_dir, tmp_path):
     """Python drops a KeyboardInterrupt raised inside a finalizer ("Exception ignored in"); a
     sweep lost a Ctrl-C that way while opening its study and trained on. The signal is recorded
