@@ -270,6 +270,7 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             f"optim values (learning rates, betas, penalties), augment, score, eval, hardware."
         )
     merged.resume = str(source)
+    merged.logger = cfg.logger  # the continuation logs where this command says
     return merged
 
 

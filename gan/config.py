@@ -166,6 +166,33 @@ class EvalConfig:
 
 
 @dataclass
+class TensorBoardLoggerConfig:
+    # (no options: the events go to the run folder's tensorboard/)
+    pass
+
+
+@dataclass
+class MlflowLoggerConfig:
+    # the MLflow store: a database URL (sqlite:///FILE, postgresql://...), a tracking server
+    # (http://HOST:5000) or a folder; conf/logger/mlflow.yaml sets $MLFLOW_TRACKING_URI, else
+    # the local sqlite:///outputs/mlflow.db
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"
+    # the experiment of the run's MLflow run; null: a study's name for its trials, else pumpgan
+    experiment: str | None = None
+    # where a new experiment keeps its artifacts; null: beside a sqlite store's database
+    # (outputs/mlartifacts), else the server's default
+    artifact_location: str | None = None
+
+
+@dataclass
+class LoggerConfig:
+    # the `logger` config group (gan/run/loggers.py): each option sets its own node, and
+    # `logger=[tensorboard,mlflow]` sets several; a node left null is a logger not used
+    tensorboard: TensorBoardLoggerConfig | None = None
+    mlflow: MlflowLoggerConfig | None = None
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -175,6 +202,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     # seed of the training run: weights, noise, batch order, augmentation
     seed: int = 0
     # path of a run folder to continue from its checkpoints/last.pt
@@ -309,7 +337,12 @@ def check_run(cfg: DictConfig | Config, check: Check) -> None:
 def unknown_keys(cfg: DictConfig) -> list[str]:
     """Dotted keys of a composed config (without `hydra`) that the schema does not have: what
     `+key=value` or `++key=value` added, which no part of pumpgan would read."""
-    known = set(flatten(cast(dict[str, Any], OmegaConf.to_container(OmegaConf.structured(Config)))))
+    # every logger's node filled in: their keys are known whether or not a logger is chosen
+    loggers = LoggerConfig(tensorboard=TensorBoardLoggerConfig(), mlflow=MlflowLoggerConfig())
+    schema = OmegaConf.structured(Config(logger=loggers))
+    known = set(flatten(cast(dict[str, Any], OmegaConf.to_container(schema))))
+    # and the nodes above them, which a logger not chosen leaves null (logger.mlflow: null)
+    known |= {k.rsplit(".", i)[0] for k in list(known) for i in range(1, k.count(".") + 1)}
     task = {str(k): v for k, v in cast(dict, OmegaConf.to_container(cfg)).items() if k != "hydra"}
     return [k for k in flatten(task) if k not in known]
 

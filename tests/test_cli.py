@@ -162,7 +162,7 @@ def test_help_lists_the_config_groups_and_examples(tmp_path):
     under conf/), two example commands, the composed config; nothing written."""
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    groups = ["augment", "data", "debug", "hardware", "model", "optim", "sweep"]
+    groups = ["augment", "data", "debug", "hardware", "logger", "model", "optim", "sweep"]
     options = [
         f"{g}: {', '.join(sorted(p.stem for p in (CONF / g).glob('*.yaml')))}" for g in groups
     ]

@@ -129,14 +129,16 @@ def finish(folder: RunFolder, cfg: DictConfig, end: RunEnd, evaluation: Evaluati
         best=best,
         finished_at=now_iso(),
     )
+    q = quality or {}
+    numbers = {"score": score, "swd": q.get("swd"), "diversity": q.get("diversity")}
+    metrics = {k: float(v) for k, v in numbers.items() if v is not None}
+    metrics.update(steps_done=float(end.step), images_per_s=float(end.images_per_s))
     try:
-        q = quality or {}
-        metrics = {"score": score, "swd": q.get("swd"), "diversity": q.get("diversity")}
-        config = flatten(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
-        folder.log_hparams(hparams(config, folder.path), {**metrics, "steps_done": float(end.step)})
-    except Exception as e:  # noqa: BLE001 - TensorBoard's extra view must not fail a run
-        log.warning("Could not log the run's hparams to TensorBoard: %s", e)
-    folder.close(score, end.step)
+        params = hparams(flat_config(cfg), folder.path)
+    except Exception as e:  # noqa: BLE001 - the loggers' extra view must not fail a run
+        log.warning("Could not read the run's settings for its loggers: %s", e)
+        params = {}
+    folder.end(params, metrics, status)
     log.info(
         "%s after %d/%d steps: score %.4f%s%s (%.1f s, %.0f img/s)",
         *(status, end.step, cfg.train.steps, score),
@@ -170,6 +172,12 @@ def final_quality(
         except Exception as e:  # noqa: BLE001
             log.warning("Could not compute the final SWD: %s", e)
     return quality
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config as dotted keys, without Hydra's node."""
+    task = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])
+    return flatten(cast(dict[str, Any], OmegaConf.to_container(task, resolve=True)))
 
 
 def best_summary(

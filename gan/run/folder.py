@@ -27,6 +27,7 @@ import torch
 from gan.checksum import sealed
 from gan.errors import UserError
 from gan.files import atomic_write, save_grid
+from gan.run.loggers import Ending, Loggers
 
 METRICS = ("step", "time_s", "loss_d", "loss_g", "d_real", "d_fake", "d_fake_after")
 # summary.json's status (docs/design.md, "A run folder"), in gan.compare's order
@@ -91,7 +92,7 @@ class RunFolder:
         self.samples_dir = path / "samples"
         self.checkpoint_path = path / "checkpoints" / "last.pt"
         self.summary: dict[str, Any] = {}
-        self.tensorboard: Any = None  # a SummaryWriter once the run is created
+        self.loggers = Loggers([])  # the run's (gan/run/loggers.py) once it is created
 
     def check_new(self) -> None:
         """Refuse a folder that holds a run, then claim it for this one (`claim`)."""
@@ -103,9 +104,14 @@ class RunFolder:
             )
         claim(self.path)
 
-    def create(self, summary: dict[str, Any], metrics_rows: list[list[Any]] | None = None) -> None:
+    def create(
+        self,
+        summary: dict[str, Any],
+        metrics_rows: list[list[Any]] | None = None,
+        loggers: Loggers | None = None,
+    ) -> None:
         """Start a run: write the first summary and the metrics header (plus rows carried over
-        from a resumed run)."""
+        from a resumed run), and give the `loggers` those rows."""
         self.check_new()
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,9 +119,7 @@ class RunFolder:
             writer = csv.writer(f)
             writer.writerow(METRICS)
             writer.writerows(metrics_rows or [])
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tensorboard = SummaryWriter(log_dir=str(self.path / "tensorboard"))
+        self.loggers = loggers or Loggers([])
         self._log_scalars(metrics_rows or [])
         self.update_summary(**summary)
 
@@ -153,16 +157,14 @@ class RunFolder:
         self.log_quality(step, quality)
 
     def log_quality(self, step: int, quality: Mapping[str, Any]) -> None:
-        self.tensorboard.add_scalar("quality/swd", quality["swd"], step)
-        for side, value in quality["swd_levels"].items():
-            self.tensorboard.add_scalar(f"quality/swd_{side}", value, step)
+        levels = {f"quality/swd_{side}": v for side, v in quality["swd_levels"].items()}
+        self.loggers.scalars([(step, {"quality/swd": quality["swd"], **levels})])
 
     def _log_scalars(self, rows: list[list[Any]]) -> None:
-        """The same rows as TensorBoard scalars (train/loss_d, train/d_real, ...)."""
-        for row in rows:
-            step = int(row[0])
-            for name, value in zip(METRICS[2:], row[2:], strict=True):
-                self.tensorboard.add_scalar(f"train/{name}", float(value), step)
+        """The same rows for the loggers (train/loss_d, train/d_real, ...)."""
+        names = [f"train/{k}" for k in METRICS[2:]]
+        points = [(int(r[0]), dict(zip(names, map(float, r[2:]), strict=True))) for r in rows]
+        self.loggers.scalars(points)
 
     def save_samples(
         self,
@@ -171,24 +173,20 @@ class RunFolder:
         name: str | None = None,
         diversity: float | None = None,
     ) -> None:
-        """samples/step_NNNNNN.png (or `name`), and the same grid (and its diversity) as
-        TensorBoard events."""
+        """samples/step_NNNNNN.png (or `name`), and the same grid (and its diversity) for the
+        loggers."""
         grid = save_grid(images, self.samples_dir / (name or f"step_{step:06d}.png"))
-        self.tensorboard.add_image("samples", grid, step)
+        self.loggers.image("samples", grid, step)
         if diversity is not None:
-            self.tensorboard.add_scalar("quality/diversity", diversity, step)
+            self.loggers.scalars([(step, {"quality/diversity": diversity})])
 
-    def log_hparams(self, params: dict[str, Any], metrics: dict[str, float | None]) -> None:
-        """TensorBoard's HParams tab (tensorboard/hparams): the run's settings (`hparams`)
-        against its final numbers, so that `tensorboard --logdir outputs/` compares runs and a
-        study's trials."""
-        numbers = {f"hparams/{k}": v for k, v in metrics.items() if v is not None}
-        self.tensorboard.add_hparams(params or {"run": self.path.name}, numbers, run_name="hparams")
-
-    def close(self, score: float, step: int) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.add_scalar("score", score, step)
-            self.tensorboard.close()
+    def end(self, params: dict[str, Any], metrics: dict[str, float], status: str) -> None:
+        """The loggers' last word: the run's settings (`hparams`), its final numbers, its output
+        files and its status; then they are closed."""
+        outputs = ["summary.json", "curves.png", "samples/final.png", "checkpoints/generator.pt"]
+        files = [self.path / f for f in [*outputs, "checkpoints/best.pt"]]
+        self.loggers.end(Ending(params, metrics, files, status))
+        self.loggers.close()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """checkpoints/last.pt: `state` and its digest (gan.checksum.sealed), which

@@ -27,8 +27,17 @@ from gan.nets.step import EMA, Objective, build_models, train_step
 from gan.run import hardware, interrupts
 from gan.run.best import Best
 from gan.run.checkpoint import carry_over, load_checkpoint, restore, training_state
-from gan.run.finish import Evaluation, RunEnd, finish, record_error, save_grid_of, start_summary
+from gan.run.finish import (
+    Evaluation,
+    RunEnd,
+    finish,
+    flat_config,
+    record_error,
+    save_grid_of,
+    start_summary,
+)
 from gan.run.folder import RunFolder
+from gan.run.loggers import open_loggers
 from gan.run.quality import SWD
 from gan.run.score import ScoreTracker
 from gan.run.steplog import StepLog, throughput
@@ -86,7 +95,9 @@ def train(
         carried_rows = carry_over(Path(cfg.resume), folder, start_step)
     fixed_noise = fixed_noise.to(hw.device)
     summary = start_summary(cfg, run_dir, hw, gen, disc, len(images), start_step, wall_before)
-    folder.create({**summary, **(extra_summary or {})}, carried_rows)
+    study = ((extra_summary or {}).get("optuna") or {}).get("study")
+    loggers = open_loggers(cfg, run_dir, study or "pumpgan", flat_config(cfg))
+    folder.create({**summary, **(extra_summary or {})}, carried_rows, loggers)
     gen_step: torch.nn.Module = gen
     disc_step: torch.nn.Module = disc
     if cfg.hardware.compile:

@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 SPACE, SETTINGS = "pumpgan_search_space", "pumpgan_settings"
 # study user attr: {"precision": "fp32" or "bf16", "channels_last": bool}, every trial's
 PRECISION = "pumpgan_precision"
-# config keys that say where or how fast a trial runs, not what it computes: neither recorded
-# nor compared (the machines of one study may differ in them)
-NOT_SETTINGS = ("hydra", "hardware", "resume", "data.cache_dir")
+# config keys that say where or how fast a trial runs, or where it logs, not what it computes:
+# neither recorded nor compared (the machines of one study may differ in them)
+NOT_SETTINGS = ("hydra", "hardware", "resume", "data.cache_dir", "logger")
 
 
 def search_space(arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
