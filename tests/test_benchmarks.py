@@ -23,10 +23,10 @@ def run_throughput(*args: str, script: str = "throughput.py") -> subprocess.Comp
 
 
 def test_quick_prints_a_row_per_width():
-    done = run_throughput("--quick")
+    done = run_throughput("--quick", *("--widths", "4", "--steps", "3", "--warmup", "1"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| width | baseline img/s | pumpgan img/s | pumpgan/baseline |" in done.stdout
-    row = re.search(r"^\| 16 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", done.stdout, re.MULTILINE)
+    row = re.search(r"^\| 4 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", done.stdout, re.MULTILINE)
     assert row, done.stdout
     baseline, pumpgan, ratio = map(float, row.groups())
     assert baseline > 0 and pumpgan > 0
@@ -35,13 +35,13 @@ def test_quick_prints_a_row_per_width():
 
 
 def test_sweep_quick_counts_the_steps_saved():
-    done = run_throughput("--sweep", "--quick")
+    done = run_throughput("--sweep", "--quick", "--trials", "2", "--steps", "40")
     assert done.returncode == 0, done.stderr[-3000:]
     on = re.search(r"^\| true \| (\d+) \| ([\d.]+) \|", done.stdout, re.MULTILINE)
     off = re.search(r"^\| false \| (\d+) \| ([\d.]+) \|", done.stdout, re.MULTILINE)
     assert on and off, done.stdout
-    # without stopping, every one of the 3 trials trains its 60 steps
-    assert int(off[1]) == 3 * 60
+    # without stopping, every one of the 2 trials trains its 40 steps
+    assert int(off[1]) == 2 * 40
     assert 0 < int(on[1]) <= int(off[1])
     assert "compute saved by stopping at the collapse:" in done.stdout
 

@@ -53,7 +53,7 @@ def place(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     for i in range(4):
         Image.new("RGB", (40, 40), (200, 100 + 30 * i, 0)).save(jacks / f"{i}.png")
     run = where / "outputs" / "run"
-    cfg = make_cfg("train.steps=10", "eval.num_images=32", cache_dir=cache_dir)
+    cfg = make_cfg("train.steps=10", "eval.num_images=32", "eval.every=5", cache_dir=cache_dir)
     train(cfg, run)
     hydra = run / ".hydra"
     hydra.mkdir()
