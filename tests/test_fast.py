@@ -88,3 +88,24 @@ def test_a_net_with_swaps_trains_like_the_plain_one():
             opt.step()
         outs.append(gen(z).detach())
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_under_bf16_autocast_the_swap_computes_in_bf16_as_the_library(fmt):
+    """Under autocast the swap casts as autocast casts the library's conv_transpose2d: a bf16
+    output equal to the library's, and gradients that agree to bf16 rounding, the weight's
+    arriving in fp32 on the fp32 parameter."""
+    layer = nn.ConvTranspose2d(32, 16, 4, 2, 1, bias=False).to(memory_format=fmt)
+    swapped = copy.deepcopy(layer)
+    fast.swap(swapped, fast.GemmGradUpConv)
+    x = torch.randn(8, 32, 8, 8).contiguous(memory_format=fmt).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, y_ref = swapped(x), layer(x)
+    assert y.dtype == y_ref.dtype == torch.bfloat16
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+    grad = torch.randn_like(y)
+    got = torch.autograd.grad(y, [x, swapped.weight], grad)
+    want = torch.autograd.grad(y_ref, [x, layer.weight], grad)
+    assert got[1].dtype == torch.float32
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)

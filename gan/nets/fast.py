@@ -50,10 +50,17 @@ class GemmGradUpConv(nn.ConvTranspose2d):
     max_side = 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        # under autocast the library's path: the Function computes in its inputs' one dtype
-        if x.shape[-1] > self.max_side or torch.is_autocast_enabled(x.device.type):
+        if x.shape[-1] > self.max_side:
             return super().forward(x)
-        return _UpConvGemmGrad.apply(x, self.weight)
+        device = x.device.type
+        if not torch.is_autocast_enabled(device):
+            return _UpConvGemmGrad.apply(x, self.weight)
+        # under autocast in its dtype, as autocast runs the library's conv_transpose2d: the
+        # Function computes in its inputs' one dtype (the weight's gradient flows back through
+        # the cast to its fp32 parameter)
+        dtype = torch.get_autocast_dtype(device)
+        with torch.autocast(device, enabled=False):
+            return _UpConvGemmGrad.apply(x.to(dtype), self.weight.to(dtype))
 
 
 def swap(module: nn.Module, cls: type[nn.Module]) -> None:
