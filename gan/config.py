@@ -55,6 +55,9 @@ class OptimConfig:
     r1_gamma: float = 0.0
     # lazy R1 (StyleGAN2): on every r1_every-th step only, scaled up by r1_every
     r1_every: int = 16
+    # Adam's settings changed during the run, piecewise constant (gan/nets/schedule.py): a list
+    # of {step: N, and any of gen_lr, disc_lr, beta1, beta2}, each holding from step N on
+    schedule: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -247,6 +250,7 @@ def validate(cfg: DictConfig | Config) -> None:
 
     check_nets(cfg, check)
     check_run(cfg, check)
+    problems += schedule_problems(cfg.optim.schedule)
     if cfg.eval.every and not cfg.eval.num_images:
         problems.append("eval.every needs eval.num_images > 0: set eval.num_images=2048")
     if problems:
@@ -294,6 +298,36 @@ def check_nets(cfg: DictConfig | Config, check: Check) -> None:
         lambda v: 0 < v <= scale_max,
         f"use 0 < scale_min <= scale_max (= {scale_max})",
     )
+
+
+# the optim keys optim.schedule may change: what an Adam's param groups hold
+SCHEDULE_KEYS = ("gen_lr", "disc_lr", "beta1", "beta2")
+
+
+def schedule_problems(schedule: Any) -> list[str]:
+    """What is wrong with an optim.schedule, in words (empty when nothing is)."""
+    found: list[str] = []
+    steps = []
+    for i, entry in enumerate(schedule):
+        step = entry.get("step")
+        if not isinstance(step, int | float) or step < 0 or step != int(step):
+            found.append(f"optim.schedule entry {i} needs a `step`, an integer >= 0")
+        else:
+            steps.append(int(step))
+        others = sorted(set(entry) - {"step", *SCHEDULE_KEYS})
+        if others:
+            found.append(
+                f"optim.schedule entry {i} sets {', '.join(others)}: a schedule changes only "
+                f"{', '.join(SCHEDULE_KEYS)}"
+            )
+        for key in SCHEDULE_KEYS:
+            lr = key.endswith("_lr")
+            if key in entry and not (entry[key] > 0 if lr else 0 <= entry[key] < 1):
+                allowed = "a number > 0" if lr else "a number in [0, 1)"
+                found.append(f"optim.schedule entry {i} {key}={entry[key]}: use {allowed}")
+    if steps != sorted(set(steps)):
+        found.append("optim.schedule's steps must increase from entry to entry")
+    return found
 
 
 def check_run(cfg: DictConfig | Config, check: Check) -> None:

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from gan.config import validate
 from gan.data import BatchSampler, load_images, real_batch
 from gan.nets.models import num_params
+from gan.nets.schedule import Schedule
 from gan.nets.step import EMA, Objective, build_models, train_step
 from gan.run import hardware, interrupts
 from gan.run.best import Best
@@ -94,6 +95,8 @@ def train(
         start_step, wall_before = resume_state["step"], resume_state["wall_s"]
         carried_rows = carry_over(Path(cfg.resume), folder, start_step)
     fixed_noise = fixed_noise.to(hw.device)
+    schedule = Schedule(cfg.optim)  # optim.schedule's values, from the first step trained on
+    adam = schedule.apply(start_step, opt_g, opt_d)
     summary = start_summary(cfg, run_dir, hw, gen, disc, len(images), start_step, wall_before)
     study = ((extra_summary or {}).get("optuna") or {}).get("study")
     loggers = open_loggers(cfg, run_dir, study or "pumpgan", flat_config(cfg))
@@ -150,6 +153,7 @@ def train(
         try:
             if start_step == 0:
                 save_samples()
+            folder.loggers.scalars([(step, {f"optim/{k}": v for k, v in adam.items()})])
             stop = tracker.collapsed_at is not None and stop_on_collapse
             while step < t.steps and not stop and pruned_at is None and not interrupts.pending():
                 # ---- a batch per D update: uint8 -> [-1, 1] -> augmented, all on the device
@@ -158,6 +162,9 @@ def train(
                     idx = sampler.next().to(hw.device, non_blocking=True)
                     reals.append(real_batch(images[idx], cfg.augment, hw.memory_format))
                     noises.append(torch.randn(t.batch_size, m.dim_z, 1, 1, device=hw.device))
+                if schedule.due(step):
+                    adam = schedule.apply(step, opt_g, opt_d)
+                    folder.loggers.scalars([(step, {f"optim/{k}": v for k, v in adam.items()})])
                 with hw.autocast():
                     r1_due = objective.r1_due(step + 1)
                     stats = train_step(

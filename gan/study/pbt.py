@@ -1,0 +1,131 @@
+"""Population-based training's decisions (Jaderberg et al. 2017), without the running: after each
+interval, rank the population, let the bottom members continue from a top member's checkpoint
+(exploit) with its hyperparameters perturbed (explore), and let the rest continue their own.
+
+The members are run folders' states: a member's next segment is a resumed run (`resume=` its
+own latest run folder, or after an exploit another member's) with the hyperparameters
+`next_segments` gives, which a resumed run trains with (gan/run/checkpoint.py, tested in
+tests/test_truth.py). So only keys a resume may change can be searched (`unsearchable`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+
+@dataclass
+class Explore:
+    """How the hyperparameters of an exploiting member are perturbed, and who exploits whom."""
+
+    # each continuous key is multiplied by one of these, drawn with equal odds (within the
+    # space's bounds); an integer key is then rounded
+    factors: tuple[float, ...] = (0.8, 1.2)
+    # each categorical key is drawn again from its choices with this probability
+    resample_probability: float = 0.25
+    # the bottom this fraction of the population copies a member of the top this fraction
+    quantile: float = 0.25
+
+
+@dataclass
+class Member:
+    """One member after an interval: its hyperparameters, the run folder of its latest segment
+    (whose checkpoint the next continues) and how that segment ended."""
+
+    number: int
+    params: dict[str, Any]
+    run_dir: str
+    collapsed: bool = False
+    swd: float | None = None
+
+
+@dataclass
+class Segment:
+    """A member's next segment: the hyperparameters it trains with, the run folder it resumes,
+    and the member whose weights those are (itself unless it exploited another)."""
+
+    member: int
+    params: dict[str, Any]
+    resume: str
+    parent: int
+    exploited: bool = False
+    changed: dict[str, Any] = field(default_factory=dict)
+
+
+def rank(members: list[Member]) -> list[Member]:
+    """Best first: a member that collapsed ranks below every one that did not; then the lowest
+    SWD at the interval (a missing or non-finite SWD last); then the member's number."""
+
+    def key(m: Member) -> tuple[bool, float, int]:
+        swd = m.swd if m.swd is not None and math.isfinite(m.swd) else math.inf
+        return (m.collapsed, swd, m.number)
+
+    return sorted(members, key=key)
+
+
+def next_segments(
+    members: list[Member],
+    space: dict[str, BaseDistribution],
+    explore: Explore,
+    rng: random.Random,
+) -> list[Segment]:
+    """Each member's next segment, in member order: the bottom `explore.quantile` (at least
+    one member of a population of two or more) copies a top member drawn at random, with
+    perturbed hyperparameters; the others go on as they are. A collapsed member is always in
+    the bottom."""
+    ranked = rank(members)
+    k = max(1, int(len(ranked) * explore.quantile)) if len(ranked) > 1 else 0
+    top = ranked[:k]
+    bottom = {m.number for m in ranked[len(ranked) - k :]}
+    bottom |= {m.number for m in ranked if m.collapsed and m not in top}
+    segments = []
+    for m in sorted(members, key=lambda m: m.number):
+        if m.number not in bottom or not top:
+            segments.append(Segment(m.number, dict(m.params), m.run_dir, m.number))
+            continue
+        donor = rng.choice(top)
+        params = perturb(donor.params, space, explore, rng)
+        changed = {k: v for k, v in params.items() if v != m.params.get(k)}
+        segments.append(
+            Segment(m.number, params, donor.run_dir, donor.number, exploited=True, changed=changed)
+        )
+    return segments
+
+
+def perturb(
+    params: dict[str, Any],
+    space: dict[str, BaseDistribution],
+    explore: Explore,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """`params` explored: continuous keys scaled by a factor within their bounds (a log-scale
+    key's factor is a step in its log space), categorical keys sometimes drawn again."""
+    out = dict(params)
+    for key, dist in space.items():
+        if key not in out:
+            continue
+        if isinstance(dist, CategoricalDistribution):
+            if rng.random() < explore.resample_probability:
+                out[key] = rng.choice(list(dist.choices))
+        elif isinstance(dist, FloatDistribution | IntDistribution):
+            value = min(max(out[key] * rng.choice(explore.factors), dist.low), dist.high)
+            out[key] = int(round(value)) if isinstance(dist, IntDistribution) else value
+    return out
+
+
+def unsearchable(space: dict[str, BaseDistribution], fixed_on_resume: tuple[str, ...]) -> list[str]:
+    """The searched keys a population cannot change between segments: a resumed run keeps its
+    model's shapes (model.*), its config groups' options (`augment`: its keys can change) and
+    what its checkpoint fixes (`fixed_on_resume`: gan.cli's RESUME_KEEPS), so such keys must be
+    fixed in the study file instead."""
+    fixed = ("model", *fixed_on_resume)
+    return [k for k in space if "." not in k or any(k == f or k.startswith(f"{f}.") for f in fixed)]
