@@ -1,37 +1,15 @@
 """optim.schedule: Adam's settings changed at a step train exactly as a run resumed there with
 the new values, through a resume of their own too, and bad schedules are refused by name."""
 
-from pathlib import Path
-
 import pytest
-import torch
 
 from gan.config import validate
 from gan.errors import UserError
 from gan.nets.schedule import Schedule
 from gan.run.train import train
-from tests.test_train import metrics_without_time
+from tests.test_train import assert_same_training, last
 
 CHANGE = "optim.schedule=[{step: 10, gen_lr: 0.001, beta1: 0.3}]"
-
-
-def last(run: Path) -> dict:
-    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-
-
-def assert_same_training(a: Path, b: Path) -> None:
-    """Bit for bit: the nets, both Adams' moments and settings, and every metrics row."""
-    x, y = last(a), last(b)
-    assert x["step"] == y["step"]
-    for net in ("gen", "disc"):
-        for key, value in x[net].items():
-            assert torch.equal(value, y[net][key]), f"{net}.{key}"
-    for opt in ("opt_g", "opt_d"):
-        for idx, state in x[opt]["state"].items():
-            assert torch.equal(state["exp_avg"], y[opt]["state"][idx]["exp_avg"])
-        for g, h in zip(x[opt]["param_groups"], y[opt]["param_groups"], strict=True):
-            assert (g["lr"], g["betas"]) == (h["lr"], h["betas"])
-    assert metrics_without_time(a) == metrics_without_time(b)
 
 
 def test_a_schedule_trains_as_a_run_resumed_with_the_new_values(tiny_cfg, tmp_path) -> None:
