@@ -4,10 +4,23 @@ what exploring does to each kind of key, and which keys a population cannot sear
 import math
 import random
 
+import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from gan.cli import RESUME_KEEPS
-from gan.study.pbt import Explore, Member, next_segments, perturb, rank, unsearchable
+from gan.nets.schedule import Schedule
+from gan.study.pbt import (
+    Explore,
+    Member,
+    Segment,
+    ancestry,
+    next_segments,
+    perturb,
+    rank,
+    replay,
+    replay_overrides,
+    unsearchable,
+)
 
 SPACE = {
     "optim.gen_lr": FloatDistribution(1e-5, 1e-2, log=True),
@@ -80,3 +93,45 @@ def test_keys_a_resume_cannot_change_cannot_be_searched() -> None:
     assert unsearchable(space, RESUME_KEEPS) == [
         "optim.loss", "model.gen_features", "train.batch_size", "augment"
     ]  # fmt: skip
+
+
+def segment(member: int, parent: int, gen_lr: float, beta1: float = 0.5) -> Segment:
+    params = {"optim.gen_lr": gen_lr, "optim.beta1": beta1}
+    return Segment(member, params, f"g/{parent}", parent, exploited=member != parent)
+
+
+# three generations of two members: member 1 copies member 0 at the second interval
+GENERATIONS = [
+    [segment(0, 0, 1e-3), segment(1, 1, 5e-4)],
+    [segment(0, 0, 1e-3), segment(1, 0, 1.2e-3, beta1=0.4)],
+    [segment(0, 0, 1e-3), segment(1, 1, 1.2e-3, beta1=0.4)],
+]
+
+
+def test_ancestry_follows_the_weights_back_through_an_exploit() -> None:
+    chain = ancestry(GENERATIONS, member=1)
+    assert [(s.member, s.params["optim.gen_lr"]) for s in chain] == [
+        (0, 1e-3),
+        (1, 1.2e-3),
+        (1, 1.2e-3),
+    ]
+    assert [s.params["optim.gen_lr"] for s in ancestry(GENERATIONS, 0)] == [1e-3] * 3
+
+
+def test_replay_is_one_run_whose_schedule_changes_at_each_segment(tiny_cfg) -> None:
+    start, entries = replay(ancestry(GENERATIONS, member=1), interval=250)
+    assert start == {"optim.gen_lr": 1e-3, "optim.beta1": 0.5}
+    assert entries == [{"step": 250, "gen_lr": 1.2e-3, "beta1": 0.4}]
+    cfg = tiny_cfg(*replay_overrides(start, entries))  # composes, and says what trains
+    schedule = Schedule(cfg.optim)
+    assert schedule.values_at(249)["gen_lr"] == 1e-3
+    assert schedule.values_at(250) == {**schedule.base, "gen_lr": 1.2e-3, "beta1": 0.4}
+
+
+def test_a_chain_that_changes_a_key_no_schedule_takes_cannot_be_replayed() -> None:
+    chain = [
+        segment(0, 0, 1e-3),
+        Segment(0, {"optim.gen_lr": 1e-3, "augment.hflip": 0.5}, "g/0", 0),
+    ]
+    with pytest.raises(ValueError, match="generation 1 changes augment.hflip"):
+        replay(chain, interval=100)

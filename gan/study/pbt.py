@@ -22,6 +22,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from gan.config import SCHEDULE_KEYS
+
 
 @dataclass
 class Explore:
@@ -129,3 +131,52 @@ def unsearchable(space: dict[str, BaseDistribution], fixed_on_resume: tuple[str,
     fixed in the study file instead."""
     fixed = ("model", *fixed_on_resume)
     return [k for k in space if "." not in k or any(k == f or k.startswith(f"{f}.") for f in fixed)]
+
+
+def ancestry(generations: list[list[Segment]], member: int) -> list[Segment]:
+    """The segments whose training the weights of `member`'s last segment hold, oldest first:
+    its last segment, the one whose checkpoint that continued (the parent's segment of the
+    generation before), and so on back to the first generation. `generations[g]` lists every
+    member's segment of generation g."""
+    chain: list[Segment] = []
+    for segments in reversed(generations):
+        segment = next(s for s in segments if s.member == member)
+        chain.append(segment)
+        member = segment.parent
+    return chain[::-1]
+
+
+def replay(chain: list[Segment], interval: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A chain of segments (`ancestry`) as one run's settings: the first segment's values and
+    the optim.schedule entries that change them at each later segment's first step. Only
+    SCHEDULE_KEYS can change within a run; a chain that changes another key cannot be replayed
+    (ValueError naming it)."""
+    start = dict(chain[0].params)
+    entries, now = [], dict(start)
+    for generation, segment in enumerate(chain[1:], start=1):
+        changed = {k: v for k, v in segment.params.items() if now.get(k) != v}
+        if any(k not in {f"optim.{key}" for key in SCHEDULE_KEYS} for k in changed):
+            raise ValueError(
+                f"generation {generation} changes {', '.join(sorted(changed))}: a run's "
+                f"optim.schedule changes only optim.{', optim.'.join(SCHEDULE_KEYS)}"
+            )
+        if changed:
+            entries.append(
+                {
+                    "step": generation * interval,
+                    **{k.split(".", 1)[1]: v for k, v in changed.items()},
+                }
+            )
+        now.update(changed)
+    return start, entries
+
+
+def replay_overrides(start: dict[str, Any], entries: list[dict[str, Any]]) -> list[str]:
+    """`replay`'s settings as command-line overrides of one run (`python run.py ...`)."""
+    overrides = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in start.items()]
+    if entries:
+        items = ", ".join(
+            "{" + ", ".join(f"{k}: {v}" for k, v in entry.items()) + "}" for entry in entries
+        )
+        overrides.append(f"optim.schedule=[{items}]")
+    return overrides
