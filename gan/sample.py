@@ -31,7 +31,12 @@ import torch
 
 from gan.errors import UserError
 from gan.nets.export import FORMATS
-from gan.nets.generator_file import load_generator, read_generator, save_generator
+from gan.nets.generator_file import (
+    generator_from,
+    load_generator,
+    read_generator,
+    save_generator,
+)
 from gan.nets.sampling import BATCH, batch_sizes, generate, images_of
 
 # gan.sample is what a user imports (README): its names from gan/nets stay importable from here
@@ -190,7 +195,7 @@ def export(source: Path, out: Path) -> str:
     from gan.nets.export import OPSET, export_onnx, export_safetensors
 
     record = read_generator(source)
-    gen = load_generator(source)
+    gen = generator_from(record)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".onnx":
         export_onnx(gen, gen.dim_z, out)

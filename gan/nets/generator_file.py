@@ -35,7 +35,11 @@ def save_generator(
 def load_generator(path: str | Path, device: str = "cpu") -> Generator:
     """A generator.pt as a Generator on `device`, in training mode (batch statistics); its
     noise length is `gen.dim_z`."""
-    record = read_generator(path, device)
+    return generator_from(read_generator(path, device), device)
+
+
+def generator_from(record: dict[str, Any], device: str = "cpu") -> Generator:
+    """The Generator of a generator.pt's record (`read_generator`), in training mode."""
     gen = Generator(ModelConfig(**record["model"])).to(device)
     gen.load_state_dict(record["state_dict"])
     return gen.train()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ class Logger:
 
     name = "logger"
 
-    def scalars(self, points: list[tuple[int, Mapping[str, float]]]) -> None:
+    def scalars(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         """Numbers at steps, (step, {tag: value}) each: train/loss_d, quality/swd, ..."""
 
     def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
@@ -72,7 +72,7 @@ class TensorBoard(Logger):
         self.run_dir = run_dir
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
-    def scalars(self, points: list[tuple[int, Mapping[str, float]]]) -> None:
+    def scalars(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         for step, values in points:
             for tag, value in values.items():
                 self.writer.add_scalar(tag, value, step)
@@ -149,7 +149,7 @@ class MLflow(Logger):
                 raise
             return str(found.experiment_id)
 
-    def scalars(self, points: list[tuple[int, Mapping[str, float]]]) -> None:
+    def scalars(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -176,20 +176,29 @@ class Loggers:
     def __init__(self, loggers: list[Logger]) -> None:
         self.loggers = loggers
 
-    def __getattr__(self, method: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> None:
-            for logger in list(self.loggers):
-                try:
-                    getattr(logger, method)(*args, **kwargs)
-                except Exception as e:  # noqa: BLE001 - logging never stops training
-                    log.warning(
-                        "The %s logger failed (%s: %s) and is left out for the rest of this "
-                        "run; the run folder has everything it would have logged",
-                        *(logger.name, type(e).__name__, e),
-                    )
-                    self.loggers.remove(logger)
+    def scalars(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        self._each("scalars", points)
 
-        return call
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        self._each("image", tag, grid, step)
+
+    def end(self, run: Ending) -> None:
+        self._each("end", run)
+
+    def close(self) -> None:
+        self._each("close")
+
+    def _each(self, method: str, *args: Any) -> None:
+        for logger in list(self.loggers):
+            try:
+                getattr(logger, method)(*args)
+            except Exception as e:  # noqa: BLE001 - logging never stops training
+                log.warning(
+                    "The %s logger failed (%s: %s) and is left out for the rest of this run; "
+                    "the run folder has everything it would have logged",
+                    *(logger.name, type(e).__name__, e),
+                )
+                self.loggers.remove(logger)
 
 
 def open_loggers(cfg: Any, run_dir: Path, experiment: str, params: Mapping[str, Any]) -> Loggers:
