@@ -17,7 +17,7 @@ import yaml
 
 from gan.config import flatten
 from gan.report.values import is_number, num
-from gan.run.command import run_command
+from gan.run.command import group_options, run_command
 from gan.run.folder import STATUSES as RUN_STATUSES
 from gan.run.folder import load_summary
 from gan.run.score import STALE_AFTER_S, rank_key
@@ -151,27 +151,20 @@ def read_run(path: Path) -> Run:
     return Run(
         path=path,
         summary=summary,
-        config=with_groups(flatten(load_yaml(config_path, dict)), hydra / "hydra.yaml"),
+        config=with_groups(flatten(load_yaml(config_path, dict)), path),
         overrides=[str(o) for o in load_yaml(hydra / "overrides.yaml", list)],
         study=study if isinstance(study, dict) else None,
         command=run_command(path),
     )
 
 
-def with_groups(config: dict[str, Any], hydra_yaml: Path) -> dict[str, Any]:
-    """A flattened config with the option of each of its config groups (.hydra/hydra.yaml's
-    hydra.runtime.choices) under the group's name, before the group's keys: {"augment": "seed",
-    "augment.hflip": 0.5, ...}. Only groups that are a section of the config: not hydra/*, nor
-    sweep (a study file sets keys all over the config)."""
+def with_groups(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A flattened config with the option of each of its config groups (gan.run.command's
+    `group_options`) under the group's name, before the group's keys: {"augment": "seed",
+    "augment.hflip": 0.5, ...}."""
     if not config:
         return config
-    hydra = load_yaml(hydra_yaml, dict).get("hydra")
-    choices = ((hydra or {}).get("runtime") or {}).get("choices") if isinstance(hydra, dict) else {}
-    groups = {
-        str(g): str(c)
-        for g, c in (choices if isinstance(choices, dict) else {}).items()
-        if c is not None and any(k.startswith(f"{g}.") for k in config)
-    }
+    groups = group_options(run_dir, config)
     out: dict[str, Any] = {}
     for key, value in config.items():
         group = key.split(".", 1)[0]

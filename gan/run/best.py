@@ -56,25 +56,26 @@ class Best:
         self.offer(int(state["step"]), float(state["swd"]), shaped)
 
     def summary(
-        self, evaluation: Callable[[torch.nn.Module], SWD], gen: torch.nn.Module, end: SWD | None
+        self,
+        evaluation: Callable[[torch.nn.Module], SWD],
+        gen: torch.nn.Module,
+        last_step: int,
+        end: SWD | None,
     ) -> dict[str, Any] | None:
         """summary.json's `best`: the step, the SWD during training that chose it and that of
-        the final evaluation's images (`end`: the run's last SWD, reused when the best is the
-        last G; else the best G is measured again)."""
+        the final evaluation's images (`end`: the SWD of `gen` at the run's `last_step`, reused
+        when the best is that G; else the best G is measured again)."""
         if self.step is None or self.weights is None:
             return None
-        best = copy.deepcopy(gen)
-        best.load_state_dict(self.weights)
-        final = end if end is not None and self.same_as(gen) else evaluation(best)
+        if end is not None and self.step == last_step:
+            final = end
+        else:
+            best = copy.deepcopy(gen)
+            best.load_state_dict(self.weights)
+            final = evaluation(best)
         return {
             "step": self.step,
             "swd": final["swd"],
             "swd_during": self.swd,
             "swd_images": final["swd_images"],
         }
-
-    def same_as(self, gen: torch.nn.Module) -> bool:
-        """Whether `gen` holds the best weights (the best is the run's last G)."""
-        state = gen.state_dict()
-        assert self.weights is not None
-        return all(torch.equal(v.cpu(), state[k].cpu()) for k, v in self.weights.items())

@@ -104,14 +104,11 @@ def restore(
             f"({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}). A "
             f"resumed run keeps the model of the run it continues: drop model overrides."
         ) from None
+    # the optimizers' states keep the learning rates and betas they were saved with; train()
+    # then sets the config's (optim.*, or optim.schedule's at the resumed step: Schedule.apply),
+    # so what the config shows is what trains
     opt_g.load_state_dict(state["opt_g"])
     opt_d.load_state_dict(state["opt_d"])
-    # the optimizers' states keep the learning rates and betas they were saved with: the run's
-    # config may change them on resume, and what it shows is what trains
-    betas = (cfg.optim.beta1, cfg.optim.beta2)
-    for opt, lr in ((opt_g, cfg.optim.gen_lr), (opt_d, cfg.optim.disc_lr)):
-        for group in opt.param_groups:
-            group.update(lr=lr, betas=betas)
     sampler.load_state_dict(state["sampler"])
     tracker = ScoreTracker.from_state_dict(state["score"])
     s = cfg.score  # the same for the score's settings (its streak so far is the checkpoint's)

@@ -64,11 +64,28 @@ def searched_keys() -> list[str]:
 def run_command(run_dir: Path) -> str | None:
     """The command that reproduces the run in `run_dir` (None without its .hydra/ files)."""
     overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
-    hydra = read_yaml(run_dir / ".hydra" / "hydra.yaml")
     if not isinstance(overrides, list):
         return None
-    choices = ((hydra or {}).get("hydra") or {}).get("runtime", {}).get("choices") or {}
-    return command([str(o) for o in overrides], choices)
+    return command([str(o) for o in overrides], run_choices(run_dir))
+
+
+def run_choices(run_dir: Path) -> dict[str, Any]:
+    """The run's config group choices (.hydra/hydra.yaml's hydra.runtime.choices; {} without)."""
+    hydra = read_yaml(run_dir / ".hydra" / "hydra.yaml")
+    hydra = hydra.get("hydra") if isinstance(hydra, dict) else None
+    choices = (hydra.get("runtime") or {}).get("choices") if isinstance(hydra, dict) else None
+    return choices if isinstance(choices, dict) else {}
+
+
+def group_options(run_dir: Path, config: dict[str, Any]) -> dict[str, str]:
+    """The option of each config group of the run that is a section of its `config` (flattened):
+    {"model": "small", "augment": "seed", ...}; not hydra/*, nor sweep (a study file sets keys
+    all over the config)."""
+    return {
+        str(g): str(c)
+        for g, c in run_choices(run_dir).items()
+        if c is not None and any(k.startswith(f"{g}.") for k in config)
+    }
 
 
 def read_yaml(path: Path) -> Any:

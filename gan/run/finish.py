@@ -188,7 +188,7 @@ def best_summary(
         return None
     try:
         last = quality if quality is not None and "swd" in quality else None
-        return end.best.summary(evaluation, end.gen, cast(SWD | None, last))
+        return end.best.summary(evaluation, end.gen, end.step, cast(SWD | None, last))
     except Exception as e:  # noqa: BLE001 - the run's status matters more
         log.warning("Could not measure the best G's SWD: %s", e)
         return None

@@ -184,7 +184,7 @@ class RunFolder:
         """The loggers' last word: the run's settings (`hparams`), its final numbers, its output
         files and its status; then they are closed."""
         outputs = ["summary.json", "curves.png", "samples/final.png", "checkpoints/generator.pt"]
-        files = [self.path / f for f in [*outputs, "checkpoints/best.pt"]]
+        files = [self.path / f for f in [*outputs, "checkpoints/best.pt"]]  # those that exist
         self.loggers.end(Ending(params, metrics, files, status))
         self.loggers.close()
 
@@ -201,27 +201,17 @@ class RunFolder:
 def hparams(config: dict[str, Any], run_dir: Path) -> dict[str, float | str | bool]:
     """The settings a run's HParams row shows, the same keys for every run: the option of each
     config group (model, optim, augment, ...; from .hydra/hydra.yaml), the value of every key
-    that a study in sweeps/ searches (`searched`), and the run's own command-line overrides
+    that a study in sweeps/ searches (`searched_keys`), and the run's own command-line overrides
     (a trial's: its sampled parameters and the study's fixed values). `config`: flattened."""
-    import yaml
+    from gan.run.command import group_options, read_yaml, searched_keys
 
-    from gan.run.command import read_yaml, searched_keys
-
-    hydra = (read_yaml(run_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}
-    choices = (hydra.get("runtime") or {}).get("choices") or {}
-    params: dict[str, Any] = {g: c for g, c in choices.items() if g in GROUPS and c is not None}
+    params: dict[str, Any] = dict(group_options(run_dir, config))
     params |= {k: config[k] for k in searched_keys() if k in config}
-    try:
-        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-    except (OSError, ValueError):
-        overrides = []
-    pairs = [str(o).split("=", 1) for o in overrides]
+    overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
+    pairs = [str(o).split("=", 1) for o in (overrides if isinstance(overrides, list) else [])]
     params |= {k.lstrip("+~"): v for k, v in (p for p in pairs if len(p) == 2)}
     params.pop("hydra.run.dir", None)
     return {k: hparam_value(str(v)) for k, v in sorted(params.items())}
-
-
-GROUPS = ("model", "optim", "augment", "hardware", "data", "debug")  # conf/'s config groups
 
 
 def hparam_value(text: str) -> float | str | bool:
