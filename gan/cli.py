@@ -36,10 +36,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gan.config import check_keys, flatten, register, saved_as_now, validate
+from gan.config import (
+    RESUME_FREE,
+    RESUME_KEEPS,
+    check_keys,
+    flatten,
+    register,
+    saved_as_now,
+    validate,
+)
 from gan.errors import UserError
 from gan.run import interrupts
-from gan.run.command import CONF
+from gan.run.command import CONF, run_choices
 from gan.run.folder import CLAIM, RunFolder, claim, read_summary
 from gan.run.train import train
 from gan.study.errors import NoStudy, StudyRefused
@@ -118,7 +126,7 @@ def run(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     try:
         if cfg.resume:
-            cfg = resumed_config(cfg, list(hc.overrides.task))
+            cfg = resumed_config(cfg, list(hc.overrides.task), dict(hc.runtime.choices))
             # what actually runs, next to Hydra's copy of this command's config
             OmegaConf.save(cfg, run_dir / ".hydra" / "resumed_config.yaml")
         check_keys(cfg)
@@ -155,6 +163,9 @@ def run(cfg: DictConfig) -> float:
         log.error("%s", write_error(e, run_dir))
         sys.exit(1)
 
+
+# the config groups whose options hold a checkpoint's nets, optimisers and data: a resume keeps them
+RESUME_GROUPS = ("model", "optim", "augment", "hardware", "data")
 
 # what Hydra and the folder's claim put into a run folder before the run starts training
 BEFORE_TRAINING = {".hydra", "run.log", CLAIM}
@@ -224,9 +235,14 @@ class ClaimRunFolder(Callback):
         check_keys(config)
 
 
-def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+def resumed_config(
+    cfg: DictConfig, overrides: list[str], choices: dict[str, Any] | None = None
+) -> DictConfig:
     """The saved config of the run being resumed, with this command's value overrides on top
-    (e.g. a larger train.steps). Changing a config group would not fit the checkpoint."""
+    (e.g. a larger train.steps). Changing a config group would not fit the checkpoint; naming
+    the option the saved run chose is no change (a population's segments repeat their study's
+    options), and selections of the other groups (`choices`: sweep, logger, debug) select what
+    this command composed, not values of the run."""
     source = Path(cfg.resume)
     saved_path = source / ".hydra" / "config.yaml"
     if not saved_path.is_file():
@@ -234,9 +250,13 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             f"resume={str(source)!r} is not a run folder: {saved_path} is missing. "
             f"Pass the folder a run printed at its start (outputs/DATE/TIME)."
         )
-    groups = ("model", "optim", "augment", "hardware", "data")
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-    changed = [o for o, k in zip(overrides, keys, strict=True) if k in groups]
+    saved_choices = run_choices(source)
+    changed = [
+        o
+        for o, k in zip(overrides, keys, strict=True)
+        if k in RESUME_GROUPS and o.split("=", 1)[-1] != saved_choices.get(k)
+    ]
     if changed:
         raise UserError(
             f"resume cannot change a config group ({', '.join(changed)}): the "
@@ -250,7 +270,8 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             f"nets of the shapes {saved_path} gives, and weights of one width or image size do "
             f"not fit another. Drop the model.* overrides, or start a new run with them."
         )
-    values = [o for o in overrides if not o.startswith("resume=")]
+    groups = {*RESUME_GROUPS, *(choices or {})}
+    values = [o for o, k in zip(overrides, keys, strict=True) if k != "resume" and k not in groups]
     try:
         saved = saved_config(saved_path)
         merged = cast(DictConfig, OmegaConf.merge(cfg, saved, OmegaConf.from_dotlist(values)))
@@ -272,15 +293,6 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     merged.resume = str(source)
     merged.logger = cfg.logger  # the continuation logs where this command says
     return merged
-
-
-# what a resumed run takes from its checkpoint, not from its config: changing them on resume
-# would not change what trains (model.* is refused with its own message above)
-RESUME_KEEPS = (
-    "seed", "data", "train.batch_size", "train.num_samples", "train.ema", "optim.loss",
-    "eval.swd_moments",  # eval.csv's rows compare with each other
-)  # fmt: skip
-RESUME_FREE = ("data.cache_dir",)  # where the data is cached, not what it is
 
 
 def resume_changes(saved: DictConfig, merged: DictConfig) -> list[str]:

@@ -303,6 +303,15 @@ def check_nets(cfg: DictConfig | Config, check: Check) -> None:
 # the optim keys optim.schedule may change: what an Adam's param groups hold
 SCHEDULE_KEYS = ("gen_lr", "disc_lr", "beta1", "beta2")
 
+# what a resumed run takes from its checkpoint, not from its config: changing them on resume
+# would not change what trains (gan.cli refuses it; model.* has its own refusal there), and a
+# population's members cannot search them (gan.study.pbt.unsearchable)
+RESUME_KEEPS = (
+    "seed", "data", "train.batch_size", "train.num_samples", "train.ema", "optim.loss",
+    "eval.swd_moments",  # eval.csv's rows compare with each other
+)  # fmt: skip
+RESUME_FREE = ("data.cache_dir",)  # where the data is cached, not what it is
+
 
 def schedule_problems(schedule: Any) -> list[str]:
     """What is wrong with an optim.schedule, in words (empty when nothing is)."""

@@ -7,11 +7,11 @@ import random
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from gan.cli import RESUME_KEEPS
+from gan.config import RESUME_KEEPS
 from gan.nets.schedule import Schedule
 from gan.study.pbt import (
-    Explore,
     Member,
+    PBTConf,
     Segment,
     ancestry,
     next_segments,
@@ -43,7 +43,7 @@ def test_rank_puts_collapses_last_then_orders_by_swd() -> None:
 
 def test_the_bottom_quarter_continues_a_top_members_checkpoint() -> None:
     members = [member(n, swd) for n, swd in enumerate([50.0, 10.0, 40.0, 20.0, 30.0, 60.0, 15, 70])]
-    segments = next_segments(members, SPACE, Explore(), random.Random(0))
+    segments = next_segments(members, SPACE, PBTConf(), random.Random(0))
     assert [s.member for s in segments] == list(range(8))
     exploited = {s.member: s for s in segments if s.exploited}
     assert set(exploited) == {5, 7}  # the two highest SWDs of eight
@@ -63,7 +63,7 @@ def test_the_bottom_quarter_continues_a_top_members_checkpoint() -> None:
 def test_a_collapsed_member_is_replaced_even_outside_the_bottom_quantile() -> None:
     members = [member(0, 10.0), member(1, 20.0, collapsed=True), member(2, 30.0, collapsed=True)]
     members += [member(3, 40.0)]
-    segments = next_segments(members, SPACE, Explore(quantile=0.25), random.Random(1))
+    segments = next_segments(members, SPACE, PBTConf(quantile=0.25), random.Random(1))
     assert {s.member for s in segments if s.exploited} == {1, 2}
     assert all(s.parent == 0 for s in segments if s.exploited)
 
@@ -73,12 +73,12 @@ def test_perturb_stays_in_bounds_rounds_integers_and_resamples_choices() -> None
     edge = {"optim.gen_lr": 1e-2, "optim.beta1": 0.9, "optim.n_critic": 5, "optim.loss": "bce"}
     seen_loss = set()
     for _ in range(200):
-        p = perturb(edge, SPACE, Explore(resample_probability=0.5), rng)
+        p = perturb(edge, SPACE, PBTConf(resample_probability=0.5), rng)
         assert 1e-5 <= p["optim.gen_lr"] <= 1e-2 and 0 <= p["optim.beta1"] <= 0.9
         assert p["optim.n_critic"] in (4, 5)  # 5 x 0.8 = 4; 5 x 1.2 capped at 5
         seen_loss.add(p["optim.loss"])
     assert seen_loss == {"bce", "hinge"}
-    never = perturb(edge, SPACE, Explore(resample_probability=0.0), rng)
+    never = perturb(edge, SPACE, PBTConf(resample_probability=0.0), rng)
     assert never["optim.loss"] == "bce"
 
 

@@ -99,7 +99,7 @@ def composed_one(overrides: list[str]) -> DictConfig:
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     check_keys(job)
     if job.resume:
-        job = resumed_config(job, overrides)
+        job = resumed_config(job, overrides, dict(cfg.hydra.runtime.choices))
     validate(job)
     return cfg
 

@@ -139,3 +139,37 @@ def test_readme_recipe_shares_one_study_on_postgresql(postgres_url, tmp_path, ca
         optuna.delete_study(study_name=name, storage=storage)
     finally:
         storage.engine.dispose()
+
+
+def test_a_population_is_shared_on_postgresql(postgres_url, tmp_path, cache_dir):
+    """Two sweep processes, each with its own sweep folder (as machines sharing a file system),
+    train one population: each member's segment runs once, some in each process, and a segment
+    continues its parent's checkpoint whichever process wrote it."""
+    name = f"pumpgan-test-pbt-{uuid.uuid4().hex[:8]}"
+    machines = [tmp_path / "a", tmp_path / "b"]
+    population = [
+        "sweep=pbt", "debug=default", "hardware.threads=1", "hydra.sweeper.pbt.population=2",
+        "hydra.sweeper.pbt.interval=20", "train.steps=40", "train.checkpoint_every=20",
+        f"hydra.sweeper.storage={postgres_url}", f"hydra.sweeper.study_name={name}",
+    ]  # fmt: skip
+    runs = run_together(*([*sweep_args(sweep, cache_dir), *population] for sweep in machines))
+    for _, returncode, output in runs:
+        assert returncode == 0, output[-3000:]
+    storage = optuna.storages.RDBStorage(postgres_url)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+        ran = [t for t in study.trials if "not_run" not in t.user_attrs]
+        assert sorted((t.user_attrs["generation"], t.user_attrs["member"]) for t in ran) == [
+            (0, 0), (0, 1), (1, 0), (1, 1)
+        ]  # fmt: skip
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in ran)
+        owners = {t.user_attrs["pumpgan_owner"] for t in ran}
+        assert len(owners) == 2  # both processes ran segments
+        for t in ran:
+            if t.user_attrs["generation"] == 1:
+                parent = study.trials[t.user_attrs["parent_trial"]]
+                assert t.user_attrs["resumed"] == parent.user_attrs["run_dir"]
+                assert Path(t.user_attrs["run_dir"]).parent in machines
+        optuna.delete_study(study_name=name, storage=storage)
+    finally:
+        storage.engine.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,6 +40,12 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0  # how often a sweep renews the heartbeats of its running trials
 
 
+# what a trial adds to its params and the study's fixed overrides (a population's segment: the
+# checkpoint it continues, its steps), or why it is not run: a str, and the trial is failed as
+# never launched and not queued again (another trial already does its work)
+TrialOverrides = Callable[[optuna.Trial], "dict[str, Any] | str"]
+
+
 class Ran(NamedTuple):
     """A launched trial's run: its score (None: pruned, or failed), the error that failed it,
     and its summary.json ({} where it could not be read)."""
@@ -51,8 +58,9 @@ class Ran(NamedTuple):
 class TrialLoop:
     """The trials of one sweep of a study: each with the study's `sampler` over `space`, the
     `fixed` overrides, and `choices` (the study file's selection, for the command that
-    reproduces it), launched by `launcher` in folder N of `sweep_dir`. After `run`, `errors`
-    holds what stopped the sweep, first the one to raise."""
+    reproduces it), launched by `launcher` in folder N of `sweep_dir`; `per_trial` adds a
+    trial's own overrides. After `run`, `errors` holds what stopped the sweep, first the one to
+    raise."""
 
     def __init__(
         self,
@@ -65,8 +73,10 @@ class TrialLoop:
         choices: dict[str, Any],
         n_trials: int,
         max_failure_rate: float,
+        per_trial: TrialOverrides | None = None,
     ) -> None:
         self.study, self.sampler, self.space, self.fixed = study, sampler, space, fixed
+        self.per_trial = per_trial
         self.launcher, self.sweep_dir, self.choices = launcher, sweep_dir, choices
         self.n_trials, self.max_failure_rate = n_trials, max_failure_rate
         self.lock = threading.Lock()  # one writer to the study at a time in this process
@@ -161,8 +171,13 @@ class TrialLoop:
             except Exception as e:  # noqa: BLE001 - a broken study stops the sweep
                 self.errors.append(e)
                 return None
+            extra = self.per_trial(trial) if self.per_trial is not None else {}
+            if isinstance(extra, str):
+                abandon(study, trial.number, extra, again=False)
+                log.info("trial %d not run: %s", trial.number, extra)
+                return None
             self.running.add(trial.number)
-            overrides = [f"{k}={v}" for k, v in {**trial.params, **self.fixed}.items()]
+            overrides = [f"{k}={v}" for k, v in {**trial.params, **self.fixed, **extra}.items()]
             trial.set_user_attr(COMMAND, command(overrides, self.choices))
         return trial, overrides
 

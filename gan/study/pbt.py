@@ -24,14 +24,27 @@ from optuna.distributions import (
 
 from gan.config import SCHEDULE_KEYS
 
+# user attrs of a population's trials (gan/study/population.py)
+MEMBER, GENERATION = "member", "generation"
+PARENT, PARENT_TRIAL = "parent", "parent_trial"  # the member, and its trial, whose weights go on
+RESUMED = "resumed"  # the run folder whose checkpoint the segment continues
+EXPLOITED = "exploited"  # True where the member took another member's weights
+PBT = "pbt"  # study user attr: the population's PBTConf and its number of generations
+
 
 @dataclass
-class Explore:
-    """How the hyperparameters of an exploiting member are perturbed, and who exploits whom."""
+class PBTConf:
+    """`hydra.sweeper.pbt`: the population, its interval, and how the hyperparameters of an
+    exploiting member are perturbed (explore) and who exploits whom."""
 
+    # members trained at once: each generation is this many trials
+    population: int = 8
+    # steps per segment: the members are ranked, and the bottom ones exploit, every `interval`
+    # steps up to train.steps
+    interval: int = 250
     # each continuous key is multiplied by one of these, drawn with equal odds (within the
     # space's bounds); an integer key is then rounded
-    factors: tuple[float, ...] = (0.8, 1.2)
+    factors: list[float] = field(default_factory=lambda: [0.8, 1.2])
     # each categorical key is drawn again from its choices with this probability
     resample_probability: float = 0.25
     # the bottom this fraction of the population copies a member of the top this fraction
@@ -77,7 +90,7 @@ def rank(members: list[Member]) -> list[Member]:
 def next_segments(
     members: list[Member],
     space: dict[str, BaseDistribution],
-    explore: Explore,
+    explore: PBTConf,
     rng: random.Random,
 ) -> list[Segment]:
     """Each member's next segment, in member order: the bottom `explore.quantile` (at least
@@ -106,7 +119,7 @@ def next_segments(
 def perturb(
     params: dict[str, Any],
     space: dict[str, BaseDistribution],
-    explore: Explore,
+    explore: PBTConf,
     rng: random.Random,
 ) -> dict[str, Any]:
     """`params` explored: continuous keys scaled by a factor within their bounds (a log-scale
@@ -127,7 +140,7 @@ def perturb(
 def unsearchable(space: dict[str, BaseDistribution], fixed_on_resume: tuple[str, ...]) -> list[str]:
     """The searched keys a population cannot change between segments: a resumed run keeps its
     model's shapes (model.*), its config groups' options (`augment`: its keys can change) and
-    what its checkpoint fixes (`fixed_on_resume`: gan.cli's RESUME_KEEPS), so such keys must be
+    what its checkpoint fixes (`fixed_on_resume`: gan.config's RESUME_KEEPS), so such keys must be
     fixed in the study file instead."""
     fixed = ("model", *fixed_on_resume)
     return [k for k in space if "." not in k or any(k == f or k.startswith(f"{f}.") for f in fixed)]

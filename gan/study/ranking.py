@@ -8,6 +8,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gan.run.score import rank_key
 from gan.study.errors import NoStudy
+from gan.study.pbt import GENERATION, PBT
 
 
 def two_objectives(study: optuna.Study) -> bool:
@@ -24,7 +25,7 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
         swd = t.values[1] if len(t.values) > 1 else t.user_attrs.get("swd")
         return rank_key(sign * t.values[0], swd)
 
-    ranked = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=key)
+    ranked = sorted(answers(study), key=key)
     top: list[FrozenTrial] = []
     for t in ranked:
         if len(top) < k and all(t.params != other.params for other in top):
@@ -34,6 +35,17 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
             f"Study {study.study_name!r} has no complete trial to confirm; let it run first."
         )
     return top
+
+
+def answers(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials that can answer the study: all of them, but of a population only
+    its last generation (its earlier segments are runs cut at an interval, and their SWD is
+    measured on fewer images)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if PBT not in study.user_attrs:
+        return done
+    last = max((t.user_attrs.get(GENERATION, -1) for t in done), default=-1)
+    return [t for t in done if t.user_attrs.get(GENERATION) == last]
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:

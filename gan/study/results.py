@@ -127,10 +127,12 @@ def report_end(
     sweep_dir: Path,
     source: optuna.Study | None = None,
     seeds: int = 0,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """sweep.log's last lines and optimization_results.yaml: the best trial, the Pareto front,
     or for a confirm sweep (`source`: the study it confirms, `seeds` per setting) the confirmed
-    best, with confirm.csv. Nothing but a warning when no trial completed."""
+    best, with confirm.csv; `extra` (a population's answer) is added to the file. Nothing but a
+    warning when no trial completed."""
     done = count(study, TrialState.COMPLETE)
     if done == 0:
         log.warning("No trial completed; see the run folders under %s", sweep_dir)
@@ -143,6 +145,7 @@ def report_end(
         results.update(report_front(study, counts))
     else:
         results.update(report_best(study, counts))
+    results.update(extra or {})
     OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_YAML)
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,9 +50,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
+from gan.config import RESUME_KEEPS
 from gan.study import confirm as confirming
 from gan.study.errors import StudyRefused
 from gan.study.loop import TrialLoop
+from gan.study.pbt import PBTConf, unsearchable
+from gan.study.population import Population, pbt_conf
 from gan.study.pruning import make_pruner
 from gan.study.ranking import top_trials
 from gan.study.results import TRIALS_CSV, report_end, write_trials_csv
@@ -78,6 +82,7 @@ SWEEP_LOG = (
     "gan.study.loop",
     "gan.study.trials",
     "gan.study.results",
+    "gan.study.population",
 )
 
 
@@ -92,6 +97,9 @@ class StudySweeperConf(OptunaSweeperConf):
     - `direction`: `maximize` (the score), or two directions, [maximize, minimize]: the score and
       the SWD of each run, a Pareto front instead of a best trial.
     - `confirm`: rerun the best settings of another study over new seeds (gan/study/confirm.py).
+    - `pbt`: population-based training (gan/study/population.py): generations of `population`
+      members, each trained `interval` steps at a time, the worst continuing the best's weights
+      with explored values.
 
     Stored under the plugin's own name after the plugin's import, so that it replaces the
     plugin's schema whichever of the two Hydra's plugin scan imports first."""
@@ -100,6 +108,7 @@ class StudySweeperConf(OptunaSweeperConf):
     direction: Any = "maximize"
     pruner: Any = None
     confirm: confirming.ConfirmConf | None = None
+    pbt: PBTConf | None = None
 
 
 ConfigStore.instance().store(
@@ -137,6 +146,7 @@ class StudySweeper(Sweeper):
         params: DictConfig | None,
         pruner: Any = None,
         confirm: Any = None,
+        pbt: Any = None,
     ) -> None:
         if custom_search_space:
             raise StudyRefused("hydra.sweeper.custom_search_space is not supported by pumpgan")
@@ -149,6 +159,7 @@ class StudySweeper(Sweeper):
             )
         self.pruner_cfg = pruner
         self.confirm = confirm
+        self.pbt = pbt_conf(pbt, pruner, confirm, self.directions)
         self.n_trials, self.n_jobs = n_trials, max(1, n_jobs)
         self.max_failure_rate = max_failure_rate
         self.params: dict[str, Any] = {str(k): v for k, v in (params or {}).items()}
@@ -197,9 +208,13 @@ class StudySweeper(Sweeper):
         fixed.update(study_precision(study, self.config, space, inherited))
         if top and not study.trials:  # a new confirm study: its trials, all known in advance
             confirming.enqueue(study, top, seeds)
+        population = self._population(study, space) if self.pbt is not None else None
         self._resume(study)
         n_jobs = self._parallel(fixed)
-        trials = TrialLoop(
+
+        # the TrialLoop of this sweep's trials (n_trials, and a population's per_trial, to come)
+        loop = partial(
+            TrialLoop,
             study,
             self.sampler,
             space,
@@ -207,17 +222,62 @@ class StudySweeper(Sweeper):
             launcher=self.launcher,
             sweep_dir=self.sweep_dir,
             choices=self.choices,
-            n_trials=self.n_trials,
             max_failure_rate=self.max_failure_rate,
         )
-        trials.run(n_jobs)
+        if population is not None:
+            population.run(loop, n_jobs, self.sweep_dir)
+            errors = population.errors
+        else:
+            trials = loop(n_trials=self.n_trials)
+            trials.run(n_jobs)
+            errors = trials.errors
         write_trials_csv(study, self.sweep_dir / TRIALS_CSV)
         if self.confirm is not None:
             report_end(study, self.storage, self.sweep_dir, self.source, self.confirm.seeds)
         else:
-            report_end(study, self.storage, self.sweep_dir)
-        if trials.errors:
-            raise trials.errors[0]
+            extra = population.answer(fixed, self.choices) if population is not None else None
+            report_end(study, self.storage, self.sweep_dir, extra=extra)
+        if errors:
+            raise errors[0]
+
+    def _population(self, study: optuna.Study, space: dict[str, BaseDistribution]) -> Population:
+        """For `hydra.sweeper.pbt`: the population, its n_trials (members x generations).
+        Refused: keys a resumed run cannot change (gan.study.pbt.unsearchable), or no space."""
+        assert self.pbt is not None and self.config is not None
+        fixed_keys = unsearchable(space, RESUME_KEEPS)
+        if fixed_keys or not space:
+            raise StudyRefused(
+                (
+                    f"hydra.sweeper.pbt cannot search {', '.join(fixed_keys)}: a member's "
+                    "segments resume one checkpoint, which fixes the nets' shapes (model.*), "
+                    "the config groups' options and " + ", ".join(RESUME_KEEPS) + ". "
+                    if fixed_keys
+                    else "hydra.sweeper.pbt has nothing to explore: its search space is empty. "
+                )
+                + "Fix those keys in the study file and search values a run can change "
+                "between segments, e.g. optim.gen_lr: tag(log, interval(2e-5, 5e-3))."
+            )
+        cfg = self.config
+        during = int(cfg.eval.get("num_images_during") or 0)
+        population = Population(
+            study,
+            self.pbt,
+            space,
+            steps=int(cfg.train.steps),
+            seed=int(self.sampler_cfg.get("seed") or 0),
+            images=(int(cfg.eval.num_images), during),
+        )
+        if self.n_trials != population.n_trials:
+            log.info(
+                "hydra.sweeper.n_trials=%d ignored: a population of %d over %d generations "
+                "runs %d trials",
+                self.n_trials,
+                self.pbt.population,
+                population.generations,
+                population.n_trials,
+            )
+        self.n_trials = population.n_trials
+        return population
 
     def _confirm_space(
         self, space: dict[str, BaseDistribution]

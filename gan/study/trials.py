@@ -139,13 +139,14 @@ def set_trial_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: Any
     study._storage.set_trial_user_attr(trial._trial_id, key, value)
 
 
-def abandon(study: optuna.Study, number: int, why: str) -> None:
+def abandon(study: optuna.Study, number: int, why: str, again: bool = True) -> None:
     """Fail a trial that was never launched, with user attr NOT_RUN = why (it counts toward
-    nothing); the parameters of a queued trial (a retry) are queued again."""
+    nothing); the parameters of a queued trial (a retry) are queued again, unless not `again`
+    (a duplicate of another trial)."""
     trial = study.trials[number]
     fail_trial(study, trial, NOT_RUN, why)
     queued = trial.system_attrs.get("fixed_params")
-    if queued:
+    if queued and again:
         study.enqueue_trial(queued, user_attrs=purpose(trial), skip_if_exists=False)
 
 
