@@ -23,6 +23,7 @@ from gan.report.runs import STATUSES, Run, sample_image
 from gan.report.studies import Study, edge_warnings, is_confirm, study_db
 from gan.report.table import summary_line, swd_cell, swd_note, table_rows
 from gan.report.values import fmt, num
+from gan.run.command import read_yaml
 
 CONFIRM_HEADERS = [
     "rank", "trial", "seeds", "collapsed", "score mean ± sd", "SWD mean ± sd", "SWD range",
@@ -125,6 +126,7 @@ def study_section(study: Study, runs: list[Run]) -> dict[str, Any]:
     states = Counter(t.state.name.lower() for t in trials)
     pareto = pareto_front(study, runs) if study.study._is_multi_objective() else None
     confirm = confirm_table(study) if study.confirm else None
+    population = population_section(study)
     plots, skipped = studyplots.optuna_plots(study.study, is_confirm(study.study))
     return {
         "name": study.name,
@@ -133,6 +135,7 @@ def study_section(study: Study, runs: list[Run]) -> dict[str, Any]:
         "counted": ", ".join(f"{n} {state}" for state, n in sorted(states.items())),
         "pareto": pareto,
         "confirm": confirm,
+        "population": population,
         "plots": [
             {"title": title, "image": data_uri(png), "wide": title == "Slice"}
             for title, png in plots
@@ -157,6 +160,34 @@ def pareto_front(study: Study, runs: list[Run]) -> dict[str, Any]:
     ]
     png = studyplots.pareto_plot(study.study, names)
     return {"image": data_uri(png) if png else None, "rows": rows}
+
+
+def population_section(study: Study) -> dict[str, Any] | None:
+    """A population (gan/study/population.py): its schedules by step, and its answer from
+    optimization_results.yaml: the best member, the weights its last segment holds, and the
+    run that replays its schedule from scratch. None for other studies."""
+    from gan.study.results import RESULTS_YAML  # imports Optuna: a study's only
+
+    png = studyplots.schedule_plot(study.study)
+    if png is None:
+        return None
+    results = read_yaml(study.db.parent / RESULTS_YAML)
+    answer = results.get("pbt") if isinstance(results, dict) else None
+    rows = []
+    if isinstance(answer, dict):
+        for entry in answer.get("ancestry") or []:
+            values = {
+                k: v for k, v in entry.items() if k not in ("generation", "member", "exploited")
+            }
+            rows.append(
+                [
+                    str(entry.get("generation")),
+                    f"{entry.get('member')}"
+                    + (" (took the weights)" if entry.get("exploited") else ""),
+                    ", ".join(f"{k}={fmt(v)}" for k, v in values.items()),
+                ]
+            )
+    return {"image": data_uri(png), "answer": answer, "rows": rows}
 
 
 def confirm_table(study: Study) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 
 from gan.report.runs import Run, sort_runs, walk, warn
 from gan.report.values import is_number
+from gan.study.pbt import PBT
 from gan.study.storage import DB_NAME
 
 SQLITE = "sqlite:///"  # the storage URL of a study file, any name (hydra.sweeper.storage)
@@ -110,7 +111,8 @@ def edge_warnings(
             if study and key in study.bounds:
                 lo, hi, log = study.bounds[key]
                 where = f"study {study.name}'s search space [{lo:g}, {hi:g}]"
-            elif len(tried) >= 3:
+            elif len(tried) >= 3 and not (study and PBT in study.study.user_attrs):
+                # (a population sets train.steps and the like per segment: no range of its own)
                 lo, hi = min(tried), max(tried)
                 log = lo > 0 and hi / lo > 20
                 whose = f"study {study.name}'s trials" if study else "these runs"

@@ -254,3 +254,59 @@ def confirm_plot(study: optuna.Study, rows: list[dict[str, Any]]) -> bytes | Non
         fontsize=9,
     )
     return figure_png(fig)
+
+
+def schedule_plot(study: optuna.Study) -> bytes | None:
+    """A population's schedules (gan/study/population.py): each searched key against the step,
+    one line per member over its segments, a triangle where a member took another's weights
+    (its line jumps to the values it explored from them), and the SWD each segment ended with
+    (on fewer images before the last generation, as the members were ranked)."""
+    from gan.study.pbt import EXPLOITED, GENERATION, MEMBER, PBT
+    from gan.study.trials import SWD, counts
+
+    conf = study.user_attrs.get(PBT)
+    trials = [t for t in study.get_trials(deepcopy=False) if MEMBER in t.user_attrs and counts(t)]
+    if not isinstance(conf, dict) or not trials:
+        return None
+    interval = int(conf["interval"])
+    keys = sorted({k for t in trials for k in t.params})
+    plt = pyplot()
+    fig, axes = plt.subplots(len(keys) + 1, 1, figsize=(8, 2.2 * (len(keys) + 1)), sharex=True)
+    colours = plt.get_cmap("tab20")
+    members = sorted({int(t.user_attrs[MEMBER]) for t in trials})
+    for m in members:
+        mine = sorted(
+            (t for t in trials if t.user_attrs[MEMBER] == m),
+            key=lambda t: t.user_attrs[GENERATION],
+        )
+        colour = colours(m % 20)
+        for ax, key in zip(axes, [*keys, SWD], strict=True):
+            xs, ys = [], []
+            for t in mine:
+                g = int(t.user_attrs[GENERATION])
+                value = t.user_attrs.get(SWD) if key == SWD else t.params.get(key)
+                if not isinstance(value, int | float):
+                    continue
+                if key == SWD:
+                    xs.append((g + 1) * interval)
+                    ys.append(value)
+                    continue
+                xs += [g * interval, (g + 1) * interval]
+                ys += [value, value]
+                if t.user_attrs.get(EXPLOITED):
+                    ax.scatter(g * interval, value, marker="v", s=28, color=colour, zorder=3)
+            ax.plot(xs, ys, color=colour, lw=1.2, alpha=0.85, marker="." if key == SWD else None,
+                    label=f"member {m}" if key == keys[0] else None)  # fmt: skip
+    for ax, key in zip(axes, [*keys, SWD], strict=True):
+        dist = next((t.distributions[key] for t in trials if key in t.distributions), None)
+        if getattr(dist, "log", False) or key == SWD:
+            ax.set_yscale("log")
+        ax.set_ylabel(plain(SWD_NAME if key == SWD else key), fontsize=8)
+        ax.tick_params(labelsize=8)
+    axes[-1].set_xlabel("step")
+    axes[0].set_title(
+        f"{study.study_name}: each member's values by step (▼: took another member's weights)",
+        fontsize=9,
+    )
+    fig.legend(loc="center left", bbox_to_anchor=(0.99, 0.5), fontsize=7, frameon=False)
+    return figure_png(fig)
