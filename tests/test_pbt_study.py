@@ -6,8 +6,11 @@ lineage.csv and the replay of the best member's schedule from scratch."""
 from __future__ import annotations
 
 import csv
+import html
 import shlex
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -169,18 +172,35 @@ def metrics(run: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_a_population_trains_explores_and_replays_its_best_schedule(tmp_path, cache_dir):
+def test_a_killed_population_continues_explores_and_replays_its_best_schedule(tmp_path, cache_dir):
+    """One population, killed during generation 1 and continued by the same command: each
+    member's segment ran once, each with the values it was given and its parent's checkpoint,
+    and the best member's replay from scratch is bit for bit its G."""
     sweep = tmp_path / "pbt"
-    result = run_cli(*sweep_args(sweep, cache_dir, *PBT))
+    args = sweep_args(sweep, cache_dir, *PBT)
+    proc = start_cli(*args)
+    wait_for_steps(sweep / "4", 5, timeout=240)  # generation 1 is under way
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    result = run_cli(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     study = load(sweep, "pbt")
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 9
+    killed = study.trials[4]
+    assert killed.state == TrialState.FAIL and killed.user_attrs["stale"]
+    assert summary(sweep / "4")["status"] == "interrupted"
+    retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == 4)
+    keys = (MEMBER, GENERATION, PARENT, PARENT_TRIAL, RESUMED)
+    assert [retry.user_attrs.get(k) for k in keys] == [killed.user_attrs.get(k) for k in keys]
+    assert retry.params == killed.params
+
     rows = lineage(sweep)
     assert [(r["generation"], r["member"]) for r in rows] == [
         (str(g), str(m)) for g in range(3) for m in range(3)
     ]
+    assert all(r["state"] == "COMPLETE" for r in rows)
     by_trial = {int(r["trial"]): r for r in rows}
-    for t in study.trials:
+    ran = [study.trials[n] for n in by_trial]
+    for t in ran:
         run = Path(t.user_attrs["run_dir"])
         g = t.user_attrs[GENERATION]
         state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
@@ -209,9 +229,9 @@ def test_a_population_trains_explores_and_replays_its_best_schedule(tmp_path, ca
         own = next(b for b in before if b.user_attrs[MEMBER] == t.user_attrs[MEMBER])
         if own.user_attrs.get(COLLAPSED_AT) is not None:
             assert t.user_attrs[EXPLOITED]
-    assert any(t.user_attrs.get(EXPLOITED) for t in study.trials)
+    assert any(t.user_attrs.get(EXPLOITED) for t in ran)
     # the intermediate SWDs on the cheap count, the last generation's on all of eval.num_images
-    counts = [summary(Path(t.user_attrs["run_dir"]))["quality"]["swd_images"] for t in study.trials]
+    counts = [summary(Path(t.user_attrs["run_dir"]))["quality"]["swd_images"] for t in ran]
     assert counts == [32] * 6 + [64] * 3  # eval.num_images_during, then all 64 images
 
     # the answer: the best member of the last generation and the run that replays its schedule
@@ -231,29 +251,16 @@ def test_a_population_trains_explores_and_replays_its_best_schedule(tmp_path, ca
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)  # bit for bit
     assert summary(replay)["quality"]["swd"] == answer["swd"]
     assert_commands_reproduce(sweep)
-
-
-@pytest.mark.slow
-def test_a_killed_population_continues_with_each_segment_run_once(tmp_path, cache_dir):
-    sweep = tmp_path / "pbt"
-    args = sweep_args(sweep, cache_dir, *PBT)
-    proc = start_cli(*args)
-    wait_for_steps(sweep / "4", 5, timeout=240)  # generation 1 is under way
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-
-    result = run_cli(*args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    study = load(sweep, "pbt")
-    killed = study.trials[4]
-    assert killed.state == TrialState.FAIL and killed.user_attrs["stale"]
-    retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == 4)
-    keys = (MEMBER, GENERATION, PARENT, PARENT_TRIAL, RESUMED)
-    assert [retry.user_attrs.get(k) for k in keys] == [killed.user_attrs.get(k) for k in keys]
-    assert retry.params == killed.params and retry.state == TrialState.COMPLETE
-    ran = [(r["generation"], r["member"]) for r in lineage(sweep)]
-    assert ran == [(str(g), str(m)) for g in range(3) for m in range(3)]
-    assert summary(sweep / "4")["status"] == "interrupted"
+    # the report: the schedules drawn, the best member and its replay command
+    page = tmp_path / "report.html"
+    compare = subprocess.run(
+        [sys.executable, "-m", "gan.compare", str(sweep), "--html", str(page)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert compare.returncode == 0, compare.stderr[-3000:]
+    text = html.unescape(page.read_text())
+    assert "Population: each member's values by step" in text
+    assert answer["replay_command"] in text
 
 
 @pytest.mark.slow
