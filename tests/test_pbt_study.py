@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import html
-import shlex
 import signal
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from gan.study.pbt import (
 )
 from gan.study.population import LINEAGE_CSV, Population, pbt_conf
 from gan.study.trials import COLLAPSED_AT, SWD
-from tests.conftest import assert_commands_reproduce, run_cli, start_cli, wait_for_steps
+from tests.conftest import ROOT, assert_commands_reproduce, run_cli, start_cli, wait_for_steps
 from tests.test_sweep import load, summary, sweep_args
 
 SPACE = {
@@ -240,10 +239,18 @@ def test_a_killed_population_continues_explores_and_replays_its_best_schedule(tm
     best = study.trials[answer["trial"]]
     assert best.user_attrs[GENERATION] == 2 and results["best_trial"] == answer["trial"]
     assert len(answer["ancestry"]) == 3
-    replay = tmp_path / "replay"
-    args = shlex.split(answer["replay_command"])[2:]
-    done = run_cli(*args, f"hydra.run.dir={replay}")  # the study's fixed settings are in it
-    assert done.returncode == 0, done.stderr[-3000:]
+    # the replay with the study's seed (0), as benchmarks/pbt_replay.py runs it
+    out, plot = tmp_path / "replays", tmp_path / "schedules.png"
+    printed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pbt_replay.py"), str(sweep), "--seeds", "0",
+         "--out", str(out), "--plot", str(plot)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    (line,) = [x for x in printed.stdout.splitlines() if x.startswith("seed 0: ")]
+    assert line.endswith(f", SWD {answer['swd']}")
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    replay = out / "seed_0"
     mine, theirs = (
         torch.load(p / "checkpoints" / "generator.pt", weights_only=True)["state_dict"]
         for p in (replay, Path(answer["run_dir"]))
