@@ -44,10 +44,10 @@ from gan.study.pbt import (
     Segment,
     ancestry,
     next_segments,
-    rank,
     replay,
     replay_overrides,
 )
+from gan.study.ranking import answers, best_trial
 from gan.study.trials import COLLAPSED_AT, SWD, counts, fail_stale_trials
 
 log = logging.getLogger(__name__)
@@ -214,19 +214,21 @@ class Population:
         return True
 
     def best(self) -> tuple[FrozenTrial, list[Segment]] | None:
-        """The best member of the last generation that finished (pbt.rank), and its ancestry:
-        the segments whose training its weights hold."""
-        done = [g for g in range(self.generations) if self._complete(g)]
-        if not done:
+        """The study's best trial, which for a population is its best member of the last
+        generation that completed (gan.study.ranking.answers: the score, then the SWD), and its
+        ancestry: the segments whose training its weights hold."""
+        if not answers(self.study):
             return None
-        last = self.members(done[-1])
-        top = rank([member_of(t) for t in last.values()])[0]
-        chain = ancestry([segments(self.members(g)) for g in range(done[-1] + 1)], top.number)
-        return last[top.number], chain
+        trial = best_trial(self.study)
+        g = int(trial.user_attrs[GENERATION])
+        chain = ancestry(
+            [segments(self.members(i)) for i in range(g + 1)], trial.user_attrs[MEMBER]
+        )
+        return trial, chain
 
     def answer(self, fixed: dict[str, Any], choices: dict[str, Any]) -> dict[str, Any]:
         """The population's answer for optimization_results.yaml and sweep.log: its best member
-        in the last generation, that member's ancestry, and the command of one run that replays
+        (`best`), that member's ancestry, and the command of one run that replays
         its schedule from scratch (None with `replay_error` where a segment changed a key a
         schedule cannot)."""
         found = self.best()
