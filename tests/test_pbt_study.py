@@ -267,6 +267,8 @@ def test_a_killed_population_continues_explores_and_replays_its_best_schedule(tm
     assert compare.returncode == 0, compare.stderr[-3000:]
     text = html.unescape(page.read_text())
     assert "Population: each member's values by step" in text
+    said = f"best member of population pbt: member {answer['member']}, trial {answer['trial']}"
+    assert said in text and said in compare.stdout  # not a segment of an earlier generation
     assert answer["replay_command"] in text
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from gan.config import flatten
 from gan.report.values import is_number, num
-from gan.run.command import group_options, run_command
+from gan.run.command import group_options, read_yaml, run_command
 from gan.run.folder import STATUSES as RUN_STATUSES
 from gan.run.folder import load_summary
 from gan.run.score import STALE_AFTER_S, rank_key
@@ -276,7 +276,7 @@ def find_answer(runs: list[Run]) -> tuple[Run | None, str | None]:
             continue
         confirmed += [(r, sweep_dir) for r in rows if r.get("confirmed_best") is True]
     if not confirmed:
-        return best_finished(runs), None
+        return population_answer(runs) or (best_finished(runs), None)
     row, sweep_dir = min(confirmed, key=lambda c: rank_key(c[0]["score_mean"], c[0]["swd_mean"]))
     found = {r.path.resolve(): r for r in runs}
     run_dir = Path(str(row.get("run_dir") or ""))
@@ -288,3 +288,27 @@ def find_answer(runs: list[Run]) -> tuple[Run | None, str | None]:
         + (f" (a run of it: {run.name})" if run else "")
     )
     return run, text
+
+
+def population_answer(runs: list[Run]) -> tuple[Run, str] | None:
+    """Where the runs hold a population (`hydra.sweeper.pbt`), the best member of its last
+    generation as its optimization_results.yaml names it: the runs of earlier generations are
+    segments cut at an interval, whose SWD was measured on fewer images. None without one."""
+    found = {r.path.resolve(): r for r in runs}
+    members = []
+    for sweep_dir in sorted({r.path.parent for r in runs if r.study}):
+        results = read_yaml(sweep_dir / "optimization_results.yaml")
+        answer = results.get("pbt") if isinstance(results, dict) else None
+        if not isinstance(answer, dict):
+            continue
+        run = found.get(Path(str(answer.get("run_dir"))).resolve())
+        if run is not None:
+            members.append((run, sweep_dir, answer))
+    if not members:
+        return None
+    run, sweep_dir, answer = min(members, key=lambda m: rank_key(m[0].score, m[0].swd))
+    return run, (
+        f"best member of population {sweep_dir.name}: member {answer['member']}, trial "
+        f"{answer['trial']} ({run.name}), its last generation ranked by score, then SWD; "
+        f"optimization_results.yaml has the command that replays its schedule"
+    )
