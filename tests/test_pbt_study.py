@@ -19,16 +19,8 @@ import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from gan.study import pbt
 from gan.study.errors import StudyRefused
-from gan.study.pbt import (
-    EXPLOITED,
-    GENERATION,
-    MEMBER,
-    PARENT,
-    PARENT_TRIAL,
-    RESUMED,
-    PBTConf,
-)
 from gan.study.population import LINEAGE_CSV, Population, pbt_conf
 from gan.study.trials import COLLAPSED_AT, SWD
 from tests.conftest import ROOT, assert_commands_reproduce, run_cli, start_cli, wait_for_steps
@@ -41,14 +33,14 @@ SPACE = {
 
 
 def population(study: optuna.Study, size: int = 4, steps: int = 60) -> Population:
-    conf = PBTConf(population=size, interval=20, quantile=0.25)
+    conf = pbt.PBTConf(population=size, interval=20, quantile=0.25)
     return Population(study, conf, SPACE, steps=steps, seed=0, images=(256, 64))
 
 
 def add_generation(study: optuna.Study, g: int, swds: list[float | None], collapsed=()) -> None:
     """Generation g as finished trials, member m with SWD swds[m] (None: failed)."""
     for m, swd in enumerate(swds):
-        attrs = {MEMBER: m, GENERATION: g, "run_dir": f"runs/{g}-{m}"}
+        attrs = {pbt.MEMBER: m, pbt.GENERATION: g, "run_dir": f"runs/{g}-{m}"}
         if swd is not None:
             attrs[SWD] = swd
         if m in collapsed:
@@ -74,7 +66,7 @@ def test_generation_zero_is_queued_once_with_a_member_each() -> None:
     pop = population(study)
     assert pop.queue(0) and pop.queue(0)  # the second finds it queued
     queued = waiting(study)
-    assert [t.user_attrs for t in queued] == [{MEMBER: m, GENERATION: 0} for m in range(4)]
+    assert [t.user_attrs for t in queued] == [{pbt.MEMBER: m, pbt.GENERATION: 0} for m in range(4)]
     assert pop.generations == 3 and pop.n_trials == 12
 
 
@@ -83,20 +75,20 @@ def test_the_bottom_continues_a_top_checkpoint_and_a_collapse_is_replaced() -> N
     pop = population(study, size=8)
     add_generation(study, 0, [30.0, 10.0, 50.0, 20.0, 40.0, 35.0, 45.0, 60.0], collapsed={0})
     assert pop.queue(1)
-    nxt = {t.user_attrs[MEMBER]: t for t in waiting(study)}
+    nxt = {t.user_attrs[pbt.MEMBER]: t for t in waiting(study)}
     assert sorted(nxt) == list(range(8))
     # of 8, the top quarter is members 1 and 3 (SWD 10 and 20); the bottom quarter is the
     # collapsed 0 (a collapse ranks last, whatever its SWD) and member 7 (SWD 60)
     for m in (0, 7):
         a = nxt[m].user_attrs
-        p = a[PARENT]
+        p = a[pbt.PARENT]
         assert p in (1, 3)
-        assert (a[PARENT_TRIAL], a[RESUMED], a[EXPLOITED]) == (p, f"runs/0-{p}", True)
+        assert (a[pbt.PARENT_TRIAL], a[pbt.RESUMED], a[pbt.EXPLOITED]) == (p, f"runs/0-{p}", True)
         ratio = nxt[m].system_attrs["fixed_params"]["optim.gen_lr"] / (1e-3 * (p + 1))
         assert ratio == pytest.approx(0.8) or ratio == pytest.approx(1.2)
     for m in (1, 2, 3, 4, 5, 6):
         a = nxt[m].user_attrs
-        assert (a[PARENT], a[RESUMED], a[EXPLOITED]) == (m, f"runs/0-{m}", False)
+        assert (a[pbt.PARENT], a[pbt.RESUMED], a[pbt.EXPLOITED]) == (m, f"runs/0-{m}", False)
         assert nxt[m].system_attrs["fixed_params"]["optim.gen_lr"] == 1e-3 * (m + 1)
 
 
@@ -105,7 +97,8 @@ def test_a_failed_member_ranks_as_a_collapse_and_all_collapsed_ends_the_populati
     pop = population(study, size=2)
     add_generation(study, 0, [None, 25.0])
     assert pop.queue(1)
-    assert {t.user_attrs[MEMBER]: t.user_attrs[PARENT] for t in waiting(study)} == {0: 1, 1: 1}
+    parents = {t.user_attrs[pbt.MEMBER]: t.user_attrs[pbt.PARENT] for t in waiting(study)}
+    assert parents == {0: 1, 1: 1}
 
     other = optuna.create_study(direction="maximize")
     ended = population(other, size=2)
@@ -119,7 +112,7 @@ def test_a_members_segment_queued_twice_runs_once() -> None:
     study = optuna.create_study(direction="maximize")
     pop = population(study)
     for _ in range(2):
-        study.enqueue_trial({}, user_attrs={MEMBER: 0, GENERATION: 0}, skip_if_exists=False)
+        study.enqueue_trial({}, user_attrs={pbt.MEMBER: 0, pbt.GENERATION: 0}, skip_if_exists=False)
     first, second = study.ask(SPACE), study.ask(SPACE)
     assert pop.segment(first) == {"train.steps": 20, "eval.num_images": 64}
     assert pop.segment(second) == f"member 0's segment of generation 0 is trial {first.number}"
@@ -129,7 +122,7 @@ def test_a_members_segment_queued_twice_runs_once() -> None:
 def test_the_last_generation_measures_the_swd_on_all_images_and_resumes() -> None:
     study = optuna.create_study(direction="maximize")
     pop = population(study, size=2, steps=50)  # generations of 20, 20 and 10 steps
-    attrs = {MEMBER: 1, GENERATION: 2, RESUMED: "runs/1-0"}
+    attrs = {pbt.MEMBER: 1, pbt.GENERATION: 2, pbt.RESUMED: "runs/1-0"}
     study.enqueue_trial({"optim.gen_lr": 1e-3, "optim.beta1": 0.5}, user_attrs=attrs)
     trial = study.ask(SPACE)
     assert pop.segment(trial) == {"train.steps": 50, "resume": "runs/1-0", "eval.num_images": 256}
@@ -143,16 +136,16 @@ def test_a_population_is_continued_only_with_its_own_settings() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pbt", "pruner", "match"),
+    ("conf", "pruner", "match"),
     [
         ({"population": 1}, None, r"pbt.population=1 makes no population"),
         ({"quantile": 0.75, "factors": []}, None, r"quantile=0.75, hydra.sweeper.pbt.factors=\[\]"),
         ({}, {"_target_": "optuna.pruners.MedianPruner"}, "cannot be combined with hydra.sweeper"),
     ],
 )
-def test_pbt_settings_that_make_no_population_are_refused(pbt, pruner, match) -> None:
+def test_pbt_settings_that_make_no_population_are_refused(conf, pruner, match) -> None:
     with pytest.raises(StudyRefused, match=match):
-        pbt_conf(pbt, pruner, None, ["maximize"])
+        pbt_conf(conf, pruner, None, ["maximize"])
 
 
 # end to end: 3 members, segments of 20 steps to 60 (debug=default: the tiny model, fp32)
@@ -188,7 +181,7 @@ def test_a_killed_population_continues_explores_and_replays_its_best_schedule(tm
     assert killed.state == TrialState.FAIL and killed.user_attrs["stale"]
     assert summary(sweep / "4")["status"] == "interrupted"
     retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == 4)
-    keys = (MEMBER, GENERATION, PARENT, PARENT_TRIAL, RESUMED)
+    keys = (pbt.MEMBER, pbt.GENERATION, pbt.PARENT, pbt.PARENT_TRIAL, pbt.RESUMED)
     assert [retry.user_attrs.get(k) for k in keys] == [killed.user_attrs.get(k) for k in keys]
     assert retry.params == killed.params
 
@@ -201,7 +194,7 @@ def test_a_killed_population_continues_explores_and_replays_its_best_schedule(tm
     ran = [study.trials[n] for n in by_trial]
     for t in ran:
         run = Path(t.user_attrs["run_dir"])
-        g = t.user_attrs[GENERATION]
+        g = t.user_attrs[pbt.GENERATION]
         state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
         assert state["step"] == 20 * (g + 1)
         # the values the segment was given are the ones its Adams trained with
@@ -209,26 +202,27 @@ def test_a_killed_population_continues_explores_and_replays_its_best_schedule(tm
         assert gen["lr"] == t.params["optim.gen_lr"] and disc["lr"] == t.params["optim.disc_lr"]
         assert gen["betas"][0] == disc["betas"][0] == t.params["optim.beta1"]
         if g == 0:
-            assert RESUMED not in t.user_attrs
+            assert pbt.RESUMED not in t.user_attrs
             continue
         # a later segment continues its parent's checkpoint of the generation before
-        parent = study.trials[t.user_attrs[PARENT_TRIAL]]
-        assert parent.user_attrs[GENERATION] == g - 1
-        assert parent.user_attrs[MEMBER] == t.user_attrs[PARENT]
-        assert t.user_attrs[RESUMED] == parent.user_attrs["run_dir"]
+        parent = study.trials[t.user_attrs[pbt.PARENT_TRIAL]]
+        assert parent.user_attrs[pbt.GENERATION] == g - 1
+        assert parent.user_attrs[pbt.MEMBER] == t.user_attrs[pbt.PARENT]
+        assert t.user_attrs[pbt.RESUMED] == parent.user_attrs["run_dir"]
         resumed = yaml.safe_load((run / ".hydra" / "resumed_config.yaml").read_text())
         assert resumed["resume"] == parent.user_attrs["run_dir"]
         # its metrics.csv goes on from its parent's rows (carried over with the checkpoint)
         mine, parents = (metrics(p) for p in (run, Path(parent.user_attrs["run_dir"])))
         assert [r for r in mine if int(r["step"]) <= 20 * g] == parents
         assert int(mine[-1]["step"]) == 20 * (g + 1)
-        assert by_trial[t.number]["exploited"] == str(t.user_attrs[PARENT] != t.user_attrs[MEMBER])
+        took = t.user_attrs[pbt.PARENT] != t.user_attrs[pbt.MEMBER]
+        assert by_trial[t.number]["exploited"] == str(took)
         # a collapsed member (or the worst) never goes on with its own weights
         before = [study.trials[int(r["trial"])] for r in rows if int(r["generation"]) == g - 1]
-        own = next(b for b in before if b.user_attrs[MEMBER] == t.user_attrs[MEMBER])
+        own = next(b for b in before if b.user_attrs[pbt.MEMBER] == t.user_attrs[pbt.MEMBER])
         if own.user_attrs.get(COLLAPSED_AT) is not None:
-            assert t.user_attrs[EXPLOITED]
-    assert any(t.user_attrs.get(EXPLOITED) for t in ran)
+            assert t.user_attrs[pbt.EXPLOITED]
+    assert any(t.user_attrs.get(pbt.EXPLOITED) for t in ran)
     # the intermediate SWDs on the cheap count, the last generation's on all of eval.num_images
     counts = [summary(Path(t.user_attrs["run_dir"]))["quality"]["swd_images"] for t in ran]
     assert counts == [32] * 6 + [64] * 3  # eval.num_images_during, then all 64 images
@@ -237,7 +231,7 @@ def test_a_killed_population_continues_explores_and_replays_its_best_schedule(tm
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     answer = results["pbt"]
     best = study.trials[answer["trial"]]
-    assert best.user_attrs[GENERATION] == 2 and results["best_trial"] == answer["trial"]
+    assert best.user_attrs[pbt.GENERATION] == 2 and results["best_trial"] == answer["trial"]
     assert len(answer["ancestry"]) == 3
     # the replay with the study's seed (0), as benchmarks/pbt_replay.py runs it
     out, plot = tmp_path / "replays", tmp_path / "schedules.png"
