@@ -167,7 +167,8 @@ def test_help_lists_the_config_groups_and_examples(tmp_path):
         f"{g}: {', '.join(sorted(p.stem for p in (CONF / g).glob('*.yaml')))}" for g in groups
     ]
     assert options[-1] == (
-        "sweep: confirm, optuna, pareto, quick, seeds, stabilisers, stability, stability_unpruned"
+        "sweep: confirm, optuna, pareto, pbt, quick, seeds, stabilisers, stability, "
+        "stability_unpruned"
     )
     lines = result.stdout.splitlines()
     head = [*HELP_HEAD, *options, "", *HELP_EXAMPLES]
