@@ -22,6 +22,7 @@ from optuna.trial import TrialState, create_trial
 from gan.study import pbt
 from gan.study.errors import StudyRefused
 from gan.study.population import LINEAGE_CSV, Population, pbt_conf
+from gan.study.sampler import first_values, make_sampler
 from gan.study.trials import COLLAPSED_AT, SWD
 from tests.conftest import ROOT, assert_commands_reproduce, run_cli, start_cli, wait_for_steps
 from tests.test_sweep import load, summary, sweep_args
@@ -34,7 +35,11 @@ SPACE = {
 
 def population(study: optuna.Study, size: int = 4, steps: int = 60) -> Population:
     conf = pbt.PBTConf(population=size, interval=20, quantile=0.25)
-    return Population(study, conf, SPACE, steps=steps, seed=0, images=(256, 64))
+    return Population(study, conf, SPACE, first, steps=steps, seed=0, images=(256, 64))
+
+
+def first(member: int) -> dict[str, float]:
+    return {"optim.gen_lr": 1e-4 * (member + 1), "optim.beta1": 0.1 * member}
 
 
 def add_generation(study: optuna.Study, g: int, swds: list[float | None], collapsed=()) -> None:
@@ -68,6 +73,21 @@ def test_generation_zero_is_queued_once_with_a_member_each() -> None:
     queued = waiting(study)
     assert [t.user_attrs for t in queued] == [{pbt.MEMBER: m, pbt.GENERATION: 0} for m in range(4)]
     assert pop.generations == 3 and pop.n_trials == 12
+    for m, t in enumerate(queued):  # each member's first values, whatever its trial's number
+        trial = study.ask(SPACE)
+        assert trial.number == t.number and trial.params == pytest.approx(first(m))
+        study.tell(trial, 1.0)
+
+
+def test_a_member_starts_with_the_draw_of_its_number_as_a_trial() -> None:
+    """first_values(sampler, space, m) is what the study's sampler, seeded per trial, draws for
+    trial m: one sweep process's population starts as the first trials of a TPE or random study
+    would, and two processes that interleave the trials' numbers start it alike."""
+    sampler, _ = make_sampler({"_target_": "optuna.samplers.RandomSampler", "seed": 7}, SPACE)
+    study = optuna.create_study(sampler=sampler)
+    drawn = [study.ask(SPACE).params for _ in range(3)]
+    assert [first_values(sampler, SPACE, m) for m in range(3)] == drawn
+    assert drawn[0] != drawn[1]
 
 
 def test_the_bottom_continues_a_top_checkpoint_and_a_collapse_is_replaced() -> None:
@@ -117,6 +137,29 @@ def test_a_members_segment_queued_twice_runs_once() -> None:
     assert pop.segment(first) == {"train.steps": 20, "eval.num_images": 64}
     assert pop.segment(second) == f"member 0's segment of generation 0 is trial {first.number}"
     assert isinstance(pop.segment(study.ask(SPACE)), str)  # no member: not the population's
+
+
+def test_a_copy_still_queued_when_its_generation_is_complete_is_dropped() -> None:
+    """The other process's copies of a generation that another ran (they wait below the next
+    generation's trials, or forever after the last) are failed as not run."""
+    study = optuna.create_study(direction="maximize")
+    pop = population(study, size=2)
+    pop.queue(0)
+    for _ in range(2):  # member 0's segment queued again by other processes at the same moment
+        study.enqueue_trial(
+            first(0), user_attrs={pbt.MEMBER: 0, pbt.GENERATION: 0}, skip_if_exists=False
+        )
+    ran = [study.ask(SPACE) for _ in range(2)]  # trials 0 and 1: members 0 and 1
+    for trial in ran:
+        trial.set_user_attr(SWD, 10.0)
+        study.tell(trial, 1.0)
+    assert pop.members(0) == {0: study.trials[0], 1: study.trials[1]}
+    pop._drop_copies(0)
+    left = study.trials[2:]
+    assert [t.state for t in left] == [TrialState.FAIL] * 2
+    assert [t.user_attrs["not_run"] for t in left] == [
+        "member 0's segment of generation 0 is trial 0"
+    ] * 2
 
 
 def test_the_last_generation_measures_the_swd_on_all_images_and_resumes() -> None:

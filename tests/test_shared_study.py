@@ -150,6 +150,8 @@ def test_a_population_is_shared_on_postgresql(postgres_url, tmp_path, cache_dir)
     population = [
         "sweep=pbt", "debug=default", "hardware.threads=1", "hydra.sweeper.pbt.population=2",
         "hydra.sweeper.pbt.interval=20", "train.steps=40", "train.checkpoint_every=20",
+        # no collapse on two sample grids of a 20-step run, so that generation 1 always runs
+        "score.min_diversity=0",
         f"hydra.sweeper.storage={postgres_url}", f"hydra.sweeper.study_name={name}",
     ]  # fmt: skip
     runs = run_together(*([*sweep_args(sweep, cache_dir), *population] for sweep in machines))
@@ -159,10 +161,14 @@ def test_a_population_is_shared_on_postgresql(postgres_url, tmp_path, cache_dir)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
         ran = [t for t in study.trials if "not_run" not in t.user_attrs]
+        table = "\n".join(
+            f"{t.number} {t.state.name} {dict(sorted(t.user_attrs.items()))}" for t in study.trials
+        )
         assert sorted((t.user_attrs["generation"], t.user_attrs["member"]) for t in ran) == [
             (0, 0), (0, 1), (1, 0), (1, 1)
-        ]  # fmt: skip
-        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in ran)
+        ], table + "".join(o[-6000:] for _, _, o in runs)  # fmt: skip
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in ran), table
+        assert not [t for t in study.trials if not t.state.is_finished()], table
         owners = {t.user_attrs["pumpgan_owner"] for t in ran}
         assert len(owners) == 2  # both processes ran segments
         for t in ran:

@@ -48,7 +48,14 @@ from gan.study.pbt import (
     replay_overrides,
 )
 from gan.study.ranking import answers, best_trial
-from gan.study.trials import COLLAPSED_AT, SWD, counts, fail_stale_trials
+from gan.study.trials import (
+    COLLAPSED_AT,
+    SWD,
+    abandon,
+    counts,
+    fail_stale_trials,
+    trials_used,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +65,8 @@ WAIT_S = 5.0  # how often a sweep process checks on segments other processes run
 
 class Population:
     """One population of `conf.population` members trained to `steps` in segments of
-    `conf.interval` steps, with hyperparameters from `space`. `full_images` and
+    `conf.interval` steps, with hyperparameters from `space`, member m's first ones
+    `first(m)`. `full_images` and
     `during_images` are the SWD's image counts: the last generation's (eval.num_images) and the
     others' (eval.num_images_during, or 0 for the same), which rank the members cheaply."""
 
@@ -67,11 +75,13 @@ class Population:
         study: optuna.Study,
         conf: PBTConf,
         space: dict[str, BaseDistribution],
+        first: Callable[[int], dict[str, Any]],
         steps: int,
         seed: int,
         images: tuple[int, int],
     ) -> None:
         self.study, self.conf, self.space, self.seed = study, conf, space, seed
+        self.first = first
         self.steps = steps
         self.full_images, self.during_images = images
         self.generations = math.ceil(steps / conf.interval)
@@ -104,16 +114,21 @@ class Population:
         for g in range(self.generations):
             if not self.queue(g):
                 return
+            n_trials = (g + 1) * self.conf.population
             while not self._complete(g):
-                trials = loop(n_trials=(g + 1) * self.conf.population, per_trial=self.segment)
+                trials = loop(n_trials=n_trials, per_trial=self.segment)
                 trials.run(n_jobs)
                 write_lineage(self.study, sweep_dir / LINEAGE_CSV, self.conf.interval, self.steps)
                 if trials.errors:
                     self.errors = trials.errors
                     return
-                if not self._complete(g) and not self._waiting(g):
-                    time.sleep(WAIT_S)  # another sweep process runs the rest of generation g
+                if self._complete(g):
+                    break
+                if not self._waiting(g) or trials_used(self.study) >= n_trials:
+                    # the rest of generation g runs in other sweep processes
+                    time.sleep(WAIT_S)
                     fail_stale_trials(self.study)
+            self._drop_copies(g)
 
     def segment(self, trial: optuna.Trial) -> dict[str, Any] | str:
         """The overrides of a trial's segment: the checkpoint it continues (resume=), its last
@@ -157,6 +172,20 @@ class Population:
     def _waiting(self, g: int) -> bool:
         return bool(self._trials(g, (TrialState.WAITING,)))
 
+    def _drop_copies(self, g: int) -> None:
+        """Fail as not run the segments of generation g still queued once it is complete: the
+        copies a second sweep process queued at the same moment as this one."""
+        for t in self._trials(g, (TrialState.WAITING,)):
+            # claim it as the storage pops a queued trial: only one process gets it
+            if self.study._storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                m = t.user_attrs[MEMBER]
+                abandon(
+                    self.study,
+                    t.number,
+                    f"member {m}'s segment of generation {g} is trial {self.members(g)[m].number}",
+                    again=False,
+                )
+
     def queue(self, g: int) -> bool:
         """Queue generation g's segments unless they are (by this or another sweep process).
         False when there is nothing to continue: every member of g - 1 collapsed or failed."""
@@ -164,8 +193,9 @@ class Population:
             return True
         if g == 0:
             for m in range(self.conf.population):
-                # no params: the study's sampler draws them (TPE: at random, as the first trials)
-                self.study.enqueue_trial({}, user_attrs={MEMBER: m, GENERATION: 0})
+                self.study.enqueue_trial(
+                    self.first(m), user_attrs={MEMBER: m, GENERATION: 0}, skip_if_exists=False
+                )
             log.info(
                 "Population of %d: generation 0 of %d queued (%d steps each, %d in all)",
                 self.conf.population,

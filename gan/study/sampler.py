@@ -92,6 +92,17 @@ def make_sampler(
     return TrialSampler(build), None
 
 
+def first_values(
+    sampler: TrialSampler, space: dict[str, BaseDistribution], number: int
+) -> dict[str, Any]:
+    """What `sampler` draws for trial `number` of a study that has no finished trial, drawn in a
+    throwaway in-memory study: a population's member m starts with trial m's draw whatever
+    number its first trial gets (two sweep processes that queue a generation at once interleave
+    the numbers)."""
+    study = optuna.create_study(sampler=sampler.build(number))
+    return study.ask(space).params
+
+
 class GridTrialSampler(TrialSampler):
     """TrialSampler for the grid sampler, which is told nothing when a trial ends."""
 

@@ -59,7 +59,7 @@ from gan.study.population import Population, pbt_conf
 from gan.study.pruning import make_pruner
 from gan.study.ranking import top_trials
 from gan.study.results import TRIALS_CSV, report_end, write_trials_csv
-from gan.study.sampler import make_sampler
+from gan.study.sampler import GridTrialSampler, first_values, make_sampler
 from gan.study.settings import (
     PRECISION,
     keep_settings,
@@ -257,12 +257,19 @@ class StudySweeper(Sweeper):
                 + "Fix those keys in the study file and search values a run can change "
                 "between segments, e.g. optim.gen_lr: tag(log, interval(2e-5, 5e-3))."
             )
+        if isinstance(self.sampler, GridTrialSampler):
+            raise StudyRefused(
+                "hydra.sweeper.pbt draws each member's first values at random from the search "
+                "space, and the grid sampler has no such draw. Use the random sampler "
+                "(hydra/sweeper/sampler=random, as sweeps/pbt.yaml does) or TPE."
+            )
         cfg = self.config
         during = int(cfg.eval.get("num_images_during") or 0)
         population = Population(
             study,
             self.pbt,
             space,
+            partial(first_values, self.sampler, space),
             steps=int(cfg.train.steps),
             seed=int(self.sampler_cfg.get("seed") or 0),
             images=(int(cfg.eval.num_images), during),

@@ -75,6 +75,16 @@ def objectives(study: optuna.Study, score: float, quality: Any) -> list[float]:
     return [score, float(value) if isinstance(value, int | float) else math.nan]
 
 
+def stored(study: optuna.Study, number: int) -> FrozenTrial:
+    """Trial `number` as the storage holds it now, read alone (study.trials reads every trial,
+    and its list is indexed by place, which equals the number only in a complete copy)."""
+    # Optuna's private storage API (as set_trial_attr): Study has no trial-by-number lookup
+    storage = study._storage
+    return storage.get_trial(
+        storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    )
+
+
 def tell(
     study: optuna.Study,
     number: int,
@@ -82,7 +92,7 @@ def tell(
     state: TrialState = TrialState.COMPLETE,
 ) -> None:
     """Record a trial's values (None: failed, unless `state` is PRUNED)."""
-    trial = study.trials[number]
+    trial = stored(study, number)
     if trial.state.is_finished():
         log.warning(
             "trial %d ended (%s), but another sweep process had already marked it failed "
@@ -143,7 +153,7 @@ def abandon(study: optuna.Study, number: int, why: str, again: bool = True) -> N
     """Fail a trial that was never launched, with user attr NOT_RUN = why (it counts toward
     nothing); the parameters of a queued trial (a retry) are queued again, unless not `again`
     (a duplicate of another trial)."""
-    trial = study.trials[number]
+    trial = stored(study, number)
     fail_trial(study, trial, NOT_RUN, why)
     queued = trial.system_attrs.get("fixed_params")
     if queued and again:
@@ -153,7 +163,7 @@ def abandon(study: optuna.Study, number: int, why: str, again: bool = True) -> N
 def requeue(study: optuna.Study, number: int, reason: str) -> None:
     """Fail a trial that did not get to finish (`reason` set as a user attribute, so it counts
     against no failure budget) and queue its parameters again."""
-    trial = study.trials[number]
+    trial = stored(study, number)
     fail_trial(study, trial, reason)
     attrs = {**purpose(trial), "retry_of": number}
     study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
@@ -166,7 +176,7 @@ def purpose(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def beat(study: optuna.Study, number: int) -> None:
-    trial = study.trials[number]
+    trial = stored(study, number)
     if trial.state == TrialState.RUNNING:
         set_trial_attr(study, trial, HEARTBEAT, time.time())
 
