@@ -119,8 +119,13 @@ def draw_png(title: str, draw: Callable[[], Any]) -> bytes:
         legend.remove()  # a line per trial: past a dozen the legend only hides the plot
     if title == "Slice":
         slice_grid(panels)
+    elif title.startswith("Parallel"):
+        # an axis per parameter (twin axes, and the colour bar): room for each one's labels
+        for ax in fig.axes:
+            ax.tick_params(labelsize=8)
+        fig.set_size_inches(max(10.0, 1.5 * len(fig.axes)), 4.5)
     else:
-        fig.set_size_inches(*(10.0, 4.5) if title.startswith("Parallel") else (6.5, 4.0))
+        fig.set_size_inches(6.5, 4.0)
     return figure_png(fig)
 
 
