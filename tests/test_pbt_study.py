@@ -191,6 +191,14 @@ def test_pbt_settings_that_make_no_population_are_refused(conf, pruner, match) -
         pbt_conf(conf, pruner, None, ["maximize"])
 
 
+def test_a_population_with_the_grid_sampler_is_refused() -> None:
+    grid = {"_target_": "optuna.samplers.GridSampler", "_partial_": True, "seed": 0}
+    with pytest.raises(StudyRefused, match="the grid sampler has no such draw"):
+        pbt_conf({}, None, None, ["maximize"], grid)
+    random_sampler = {"_target_": "optuna.samplers.RandomSampler", "seed": 0}
+    assert pbt_conf({}, None, None, ["maximize"], random_sampler) is not None
+
+
 # end to end: 3 members, segments of 20 steps to 60 (debug=default: the tiny model, fp32)
 PBT = ["sweep=pbt", "debug=default", "hydra.sweeper.pbt.population=3"]
 PBT += ["hydra.sweeper.pbt.interval=20", "train.checkpoint_every=20", "eval.num_images_during=32"]

@@ -293,9 +293,11 @@ class Population:
         return {"pbt": out}
 
 
-def pbt_conf(pbt: Any, pruner: Any, confirm: Any, directions: list[str]) -> PBTConf | None:
+def pbt_conf(
+    pbt: Any, pruner: Any, confirm: Any, directions: list[str], sampler: Any = None
+) -> PBTConf | None:
     """`hydra.sweeper.pbt` as a PBTConf (None: not a population); refused with a pruner, a
-    confirm or two objectives, and with values that make no population."""
+    confirm, two objectives or the grid sampler, and with values that make no population."""
     if pbt is None:
         return None
     conf = PBTConf(**{str(k): v for k, v in dict(pbt).items()})
@@ -314,6 +316,12 @@ def pbt_conf(pbt: Any, pruner: Any, confirm: Any, directions: list[str]) -> PBTC
             f"hydra.sweeper.pbt cannot be combined with {' and '.join(clash)}: a population "
             "ranks its members on their SWD at each interval itself, on the stability score's "
             "single objective. Remove " + " and ".join(clash) + " from the study."
+        )
+    if str((sampler or {}).get("_target_", "")).endswith("GridSampler"):
+        raise StudyRefused(
+            "hydra.sweeper.pbt draws each member's first values at random from the search "
+            "space, and the grid sampler has no such draw. Use the random sampler "
+            "(hydra/sweeper/sampler=random, as sweeps/pbt.yaml does) or TPE."
         )
     bad = [
         f"{name}={value}"

@@ -59,7 +59,7 @@ from gan.study.population import Population, pbt_conf
 from gan.study.pruning import make_pruner
 from gan.study.ranking import top_trials
 from gan.study.results import TRIALS_CSV, report_end, write_trials_csv
-from gan.study.sampler import GridTrialSampler, first_values, make_sampler
+from gan.study.sampler import first_values, make_sampler
 from gan.study.settings import (
     PRECISION,
     keep_settings,
@@ -159,7 +159,7 @@ class StudySweeper(Sweeper):
             )
         self.pruner_cfg = pruner
         self.confirm = confirm
-        self.pbt = pbt_conf(pbt, pruner, confirm, self.directions)
+        self.pbt = pbt_conf(pbt, pruner, confirm, self.directions, sampler)
         self.n_trials, self.n_jobs = n_trials, max(1, n_jobs)
         self.max_failure_rate = max_failure_rate
         self.params: dict[str, Any] = {str(k): v for k, v in (params or {}).items()}
@@ -256,12 +256,6 @@ class StudySweeper(Sweeper):
                 )
                 + "Fix those keys in the study file and search values a run can change "
                 "between segments, e.g. optim.gen_lr: tag(log, interval(2e-5, 5e-3))."
-            )
-        if isinstance(self.sampler, GridTrialSampler):
-            raise StudyRefused(
-                "hydra.sweeper.pbt draws each member's first values at random from the search "
-                "space, and the grid sampler has no such draw. Use the random sampler "
-                "(hydra/sweeper/sampler=random, as sweeps/pbt.yaml does) or TPE."
             )
         cfg = self.config
         during = int(cfg.eval.get("num_images_during") or 0)
