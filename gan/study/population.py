@@ -1,8 +1,9 @@
 """Population-based training as a study (`hydra.sweeper.pbt`): generations of `population`
-trials, each a segment of `interval` steps of one member. Generation 0 samples each member's
-hyperparameters from the study's space; each later generation ranks the one before
-(gan/study/pbt.py) and queues every member's next segment: a resume of its own last run folder,
-or for the bottom members a resume of a top member's, with explored values.
+trials, each a segment of `interval` steps of one member. Generation 0 draws each member's
+hyperparameters from the study's space (member m: the sampler's draw for trial m); each later
+generation ranks the one before (gan/study/pbt.py) and queues every member's next segment: a
+resume of its own last run folder, or for the bottom members a resume of a top member's, with
+explored values.
 
 All that the population knows lives in the study's storage, as user attrs of its trials (member,
 generation, the parent member and trial whose checkpoint a segment continues), so a killed sweep
@@ -65,10 +66,10 @@ WAIT_S = 5.0  # how often a sweep process checks on segments other processes run
 
 class Population:
     """One population of `conf.population` members trained to `steps` in segments of
-    `conf.interval` steps, with hyperparameters from `space`, member m's first ones
-    `first(m)`. `full_images` and
-    `during_images` are the SWD's image counts: the last generation's (eval.num_images) and the
-    others' (eval.num_images_during, or 0 for the same), which rank the members cheaply."""
+    `conf.interval` steps, with hyperparameters from `space` (member m's first ones `first(m)`).
+    `full_images` and `during_images` are the SWD's image counts: the last generation's
+    (eval.num_images) and the others' (eval.num_images_during, or 0 for the same), which rank
+    the members cheaply."""
 
     def __init__(
         self,

@@ -76,8 +76,8 @@ def objectives(study: optuna.Study, score: float, quality: Any) -> list[float]:
 
 
 def stored(study: optuna.Study, number: int) -> FrozenTrial:
-    """Trial `number` as the storage holds it now, read alone (study.trials reads every trial,
-    and its list is indexed by place, which equals the number only in a complete copy)."""
+    """Trial `number` as the storage holds it now, read alone (study.trials deep-copies every
+    trial of the study, on each heartbeat of each running trial)."""
     # Optuna's private storage API (as set_trial_attr): Study has no trial-by-number lookup
     storage = study._storage
     return storage.get_trial(
