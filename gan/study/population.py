@@ -146,7 +146,7 @@ class Population:
             and (counts(t) or t.state == TrialState.WAITING)
         ]
         if before:
-            return f"member {m}'s segment of generation {g} is trial {before[0].number}"
+            return copy_of(m, g, before[0].number)
         last = g == self.generations - 1
         out: dict[str, Any] = {"train.steps": min((g + 1) * self.conf.interval, self.steps)}
         if attrs.get(RESUMED):
@@ -176,16 +176,13 @@ class Population:
     def _drop_copies(self, g: int) -> None:
         """Fail as not run the segments of generation g still queued once it is complete: the
         copies a second sweep process queued at the same moment as this one."""
-        for t in self._trials(g, (TrialState.WAITING,)):
+        copies = self._trials(g, (TrialState.WAITING,))
+        ran = self.members(g) if copies else {}
+        for t in copies:
             # claim it as the storage pops a queued trial: only one process gets it
             if self.study._storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                 m = t.user_attrs[MEMBER]
-                abandon(
-                    self.study,
-                    t.number,
-                    f"member {m}'s segment of generation {g} is trial {self.members(g)[m].number}",
-                    again=False,
-                )
+                abandon(self.study, t.number, copy_of(m, g, ran[m].number), again=False)
 
     def queue(self, g: int) -> bool:
         """Queue generation g's segments unless they are (by this or another sweep process).
@@ -346,6 +343,11 @@ def pbt_conf(
             "0 <= resample_probability <= 1 and positive factors (e.g. [0.8, 1.2])."
         )
     return conf
+
+
+def copy_of(member: int, generation: int, number: int) -> str:
+    """Why a copy of a member's segment is not run: trial `number` runs it."""
+    return f"member {member}'s segment of generation {generation} is trial {number}"
 
 
 def member_of(trial: FrozenTrial) -> Member:
